@@ -1,0 +1,1 @@
+//! lightbox-api (placeholder while the crate is being written).

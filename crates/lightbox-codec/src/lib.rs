@@ -1,0 +1,1 @@
+//! lightbox-codec (placeholder while the crate is being written).

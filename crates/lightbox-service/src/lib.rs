@@ -1,0 +1,1 @@
+//! lightbox-service (placeholder while the crate is being written).

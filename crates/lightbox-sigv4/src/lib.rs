@@ -1,0 +1,1 @@
+//! lightbox-sigv4 (placeholder while the crate is being written).

@@ -1,0 +1,1 @@
+//! lightbox-storage (placeholder while the crate is being written).

@@ -1,0 +1,1 @@
+//! lightbox (placeholder while the crate is being written).

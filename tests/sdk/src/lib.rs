@@ -1,0 +1,1 @@
+//! Test support for the official AWS SDK tests against Lightbox.
