@@ -102,7 +102,8 @@ mod tests {
     fn parses_and_prints_both_kinds() {
         let d = "0123456789abcdef0123456789abcdef";
         let i = "fedcba9876543210fedcba9876543210";
-        let s = format!("arn:aws:medical-imaging:us-east-1:000000000000:datastore/{d}/imageset/{i}");
+        let s =
+            format!("arn:aws:medical-imaging:us-east-1:000000000000:datastore/{d}/imageset/{i}");
         let arn = ResourceArn::parse(&s).unwrap();
         assert_eq!(arn.to_string(), s);
         assert!(matches!(arn.resource, ResourceRef::ImageSet(..)));

@@ -1,0 +1,380 @@
+//! The Catalog conformance suite: CRUD, idempotency, quota, pagination, compare-and-set under
+//! concurrency, delete guards and tags. Panics (assertions) on any deviation.
+
+use std::sync::Arc;
+
+use lightbox_domain::{
+    Datastore, DatastoreId, DatastoreStatus, ImageSet, ImageSetId, ImageSetState,
+    ImageSetWorkflowStatus, LosslessStorageFormat, Millis, ResourceRef,
+};
+
+use crate::{Catalog, CreateDatastoreOutcome, DeleteDatastoreOutcome, NewDatastore, TagOutcome};
+
+fn datastore(name: &str, token: &str, at: i64) -> Datastore {
+    Datastore {
+        id: DatastoreId::generate(),
+        name: name.into(),
+        status: DatastoreStatus::Creating,
+        kms_key_arn: None,
+        lambda_authorizer_arn: Some("arn:aws:lambda:us-east-1:000000000000:function:f".into()),
+        lossless_storage_format: LosslessStorageFormat::Jpeg2000Lossless,
+        created_at: Millis(at),
+        updated_at: Millis(at),
+        client_token: token.into(),
+        request_fingerprint: format!("fp-{name}"),
+    }
+}
+
+async fn create(c: &dyn Catalog, d: Datastore, quota: u32) -> CreateDatastoreOutcome {
+    c.create_datastore(NewDatastore {
+        datastore: d,
+        quota,
+    })
+    .await
+    .expect("create_datastore")
+}
+
+/// Runs every check on an empty catalog.
+pub async fn run(catalog: Arc<dyn Catalog>) {
+    settings(&*catalog).await;
+    create_get_and_idempotency(&*catalog).await;
+    pagination(&*catalog).await;
+    compare_and_set_under_concurrency(catalog.clone()).await;
+    concurrent_creates_with_one_token(catalog.clone()).await;
+    delete_guards(&*catalog).await;
+    tags(&*catalog).await;
+    quota(&*catalog).await;
+}
+
+async fn settings(c: &dyn Catalog) {
+    let a = c.setting_or_init("secret", "first").await.unwrap();
+    let b = c.setting_or_init("secret", "second").await.unwrap();
+    assert_eq!(a, "first");
+    assert_eq!(b, "first", "the first writer of a setting wins");
+}
+
+async fn create_get_and_idempotency(c: &dyn Catalog) {
+    let d = datastore("alpha", "tok-alpha", 1_000);
+    let CreateDatastoreOutcome::Created(created) = create(c, d.clone(), 100).await else {
+        panic!("expected Created")
+    };
+    assert_eq!(created, d);
+    assert_eq!(c.get_datastore(&d.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(
+        c.get_datastore(&DatastoreId::generate()).await.unwrap(),
+        None
+    );
+    let again = datastore("other-name", "tok-alpha", 2_000);
+    match create(c, again, 100).await {
+        CreateDatastoreOutcome::ExistingToken(found) => assert_eq!(found, d),
+        other => panic!("expected ExistingToken, got {other:?}"),
+    }
+    let moved = c
+        .transition_datastore(
+            &d.id,
+            &[DatastoreStatus::Creating],
+            DatastoreStatus::Active,
+            Millis(1_500),
+        )
+        .await
+        .unwrap()
+        .expect("CREATING -> ACTIVE applies");
+    assert_eq!(moved.status, DatastoreStatus::Active);
+    assert_eq!(moved.updated_at, Millis(1_500));
+    assert_eq!(
+        c.get_datastore(&d.id).await.unwrap().unwrap().status,
+        DatastoreStatus::Active
+    );
+    assert!(
+        c.transition_datastore(
+            &d.id,
+            &[DatastoreStatus::Creating],
+            DatastoreStatus::Active,
+            Millis(1_600)
+        )
+        .await
+        .unwrap()
+        .is_none(),
+        "a transition from a status the row is not in must not apply"
+    );
+}
+
+async fn pagination(c: &dyn Catalog) {
+    // 7 more data stores, some sharing a creation time, so ties are ordered by id.
+    let mut ids = vec![];
+    for i in 0..7 {
+        let d = datastore(
+            &format!("page-{i}"),
+            &format!("tok-page-{i}"),
+            10_000 + (i / 2) * 10,
+        );
+        ids.push((d.created_at, d.id.clone()));
+        create(c, d, 100).await;
+    }
+    let all = c.list_datastores(None, None, 50).await.unwrap();
+    assert!(all.next.is_none());
+    let keys: Vec<_> = all
+        .items
+        .iter()
+        .map(|d| (d.created_at, d.id.clone()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(keys, sorted, "newest first, ties by id descending");
+    assert_eq!(all.items.len(), 8);
+
+    for limit in [1u32, 2, 3, 7, 8] {
+        let mut seen = vec![];
+        let mut cursor = None;
+        loop {
+            let page = c
+                .list_datastores(None, cursor.as_ref(), limit)
+                .await
+                .unwrap();
+            assert!(page.items.len() <= limit as usize);
+            seen.extend(page.items.iter().map(|d| d.id.clone()));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let expected: Vec<_> = all.items.iter().map(|d| d.id.clone()).collect();
+        assert_eq!(
+            seen, expected,
+            "paging with limit {limit} visits every item once, in order"
+        );
+    }
+    let active = c
+        .list_datastores(Some(DatastoreStatus::Active), None, 50)
+        .await
+        .unwrap();
+    assert_eq!(active.items.len(), 1);
+    assert_eq!(active.items[0].name, "alpha");
+    let bad = crate::Cursor("nonsense".into());
+    assert!(c.list_datastores(None, Some(&bad), 5).await.is_err());
+}
+
+async fn compare_and_set_under_concurrency(c: Arc<dyn Catalog>) {
+    let d = datastore("cas", "tok-cas", 50_000);
+    create(&*c, d.clone(), 100).await;
+    let mut tasks = vec![];
+    for i in 0..12 {
+        let c = c.clone();
+        let id = d.id.clone();
+        tasks.push(tokio::spawn(async move {
+            c.transition_datastore(
+                &id,
+                &[DatastoreStatus::Creating],
+                DatastoreStatus::Active,
+                Millis(60_000 + i),
+            )
+            .await
+            .unwrap()
+            .is_some()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent compare-and-set wins");
+}
+
+async fn concurrent_creates_with_one_token(c: Arc<dyn Catalog>) {
+    let mut tasks = vec![];
+    for i in 0..10 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            create(
+                &*c,
+                datastore(&format!("race-{i}"), "tok-race", 70_000 + i),
+                100,
+            )
+            .await
+        }));
+    }
+    let mut created = vec![];
+    let mut existing = vec![];
+    for t in tasks {
+        match t.await.unwrap() {
+            CreateDatastoreOutcome::Created(d) => created.push(d),
+            CreateDatastoreOutcome::ExistingToken(d) => existing.push(d),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "one data store per client token");
+    assert!(existing.iter().all(|d| d.id == created[0].id));
+}
+
+async fn delete_guards(c: &dyn Catalog) {
+    let d = datastore("guarded", "tok-guarded", 80_000);
+    create(c, d.clone(), 100).await;
+    assert_eq!(
+        c.begin_delete_datastore(&d.id, Millis(80_001))
+            .await
+            .unwrap(),
+        DeleteDatastoreOutcome::WrongStatus(DatastoreStatus::Creating)
+    );
+    c.transition_datastore(
+        &d.id,
+        &[DatastoreStatus::Creating],
+        DatastoreStatus::Active,
+        Millis(80_002),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let set = ImageSet {
+        datastore_id: d.id.clone(),
+        id: ImageSetId::generate(),
+        version: 1,
+        state: ImageSetState::Active,
+        workflow_status: ImageSetWorkflowStatus::Created,
+        is_primary: true,
+        created_at: Millis(80_003),
+        updated_at: Millis(80_003),
+        deleted_at: None,
+    };
+    c.insert_image_set(&set).await.unwrap();
+    assert_eq!(
+        c.get_image_set(&d.id, &set.id).await.unwrap(),
+        Some(set.clone())
+    );
+    assert_eq!(
+        c.begin_delete_datastore(&d.id, Millis(80_004))
+            .await
+            .unwrap(),
+        DeleteDatastoreOutcome::NotEmpty
+    );
+    assert_eq!(
+        c.begin_delete_datastore(&DatastoreId::generate(), Millis(80_004))
+            .await
+            .unwrap(),
+        DeleteDatastoreOutcome::NotFound
+    );
+
+    let empty = datastore("empty", "tok-empty", 81_000);
+    create(c, empty.clone(), 100).await;
+    c.transition_datastore(
+        &empty.id,
+        &[DatastoreStatus::Creating],
+        DatastoreStatus::Active,
+        Millis(81_001),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let DeleteDatastoreOutcome::Deleting(deleting) = c
+        .begin_delete_datastore(&empty.id, Millis(81_002))
+        .await
+        .unwrap()
+    else {
+        panic!("expected Deleting")
+    };
+    assert_eq!(deleting.status, DatastoreStatus::Deleting);
+    let pending = c
+        .datastores_in_status(&[DatastoreStatus::Deleting], Millis(81_002))
+        .await
+        .unwrap();
+    assert!(pending.iter().any(|p| p.id == empty.id));
+    assert!(
+        c.insert_image_set(&ImageSet {
+            datastore_id: empty.id.clone(),
+            id: ImageSetId::generate(),
+            ..set.clone()
+        })
+        .await
+        .is_err(),
+        "no image set may enter a data store that is being deleted"
+    );
+    c.transition_datastore(
+        &empty.id,
+        &[DatastoreStatus::Deleting],
+        DatastoreStatus::Deleted,
+        Millis(81_003),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    match c
+        .begin_delete_datastore(&empty.id, Millis(81_004))
+        .await
+        .unwrap()
+    {
+        DeleteDatastoreOutcome::Deleting(again) => {
+            assert_eq!(again.status, DatastoreStatus::Deleted)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+async fn tags(c: &dyn Catalog) {
+    let d = datastore("tagged", "tok-tagged", 90_000);
+    create(c, d.clone(), 100).await;
+    let r = ResourceRef::Datastore(d.id.clone());
+    assert_eq!(c.list_tags(&r).await.unwrap(), Some(vec![]));
+    let t = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(
+        c.tag_resource(&r, &[t("b", "2"), t("a", "1")], 3)
+            .await
+            .unwrap(),
+        TagOutcome::Done
+    );
+    assert_eq!(
+        c.tag_resource(&r, &[t("a", "one")], 3).await.unwrap(),
+        TagOutcome::Done
+    );
+    assert_eq!(
+        c.list_tags(&r).await.unwrap(),
+        Some(vec![t("a", "one"), t("b", "2")])
+    );
+    assert_eq!(
+        c.tag_resource(&r, &[t("c", "3"), t("d", "4")], 3)
+            .await
+            .unwrap(),
+        TagOutcome::TooManyTags
+    );
+    assert_eq!(
+        c.list_tags(&r).await.unwrap().unwrap().len(),
+        2,
+        "a refused change applies nothing"
+    );
+    assert_eq!(
+        c.untag_resource(&r, &["a".into(), "zz".into()])
+            .await
+            .unwrap(),
+        TagOutcome::Done
+    );
+    assert_eq!(c.list_tags(&r).await.unwrap(), Some(vec![t("b", "2")]));
+
+    let missing = ResourceRef::Datastore(DatastoreId::generate());
+    assert_eq!(c.list_tags(&missing).await.unwrap(), None);
+    assert_eq!(
+        c.tag_resource(&missing, &[t("a", "1")], 50).await.unwrap(),
+        TagOutcome::NotFound
+    );
+    assert_eq!(
+        c.untag_resource(&missing, &["a".into()]).await.unwrap(),
+        TagOutcome::NotFound
+    );
+    let missing_set = ResourceRef::ImageSet(d.id.clone(), ImageSetId::generate());
+    assert_eq!(c.list_tags(&missing_set).await.unwrap(), None);
+}
+
+async fn quota(c: &dyn Catalog) {
+    let live = c.list_datastores(None, None, 50).await.unwrap().items;
+    let live = live
+        .iter()
+        .filter(|d| d.status != DatastoreStatus::Deleted)
+        .count() as u32;
+    match create(c, datastore("over", "tok-over", 99_000), live).await {
+        CreateDatastoreOutcome::QuotaExceeded => {}
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    match create(c, datastore("under", "tok-under", 99_001), live + 1).await {
+        CreateDatastoreOutcome::Created(_) => {}
+        other => panic!("expected Created, got {other:?}"),
+    }
+}

@@ -1,0 +1,49 @@
+//! Runs the Catalog and BlobStore conformance suites on every backend available to the test run:
+//! SQLite and the local filesystem always; PostgreSQL when LIGHTBOX_TEST_POSTGRES_URL is set.
+
+use std::sync::Arc;
+
+use lightbox_storage::{ObjectBlobStore, SqlCatalog, testsuite};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_catalog_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = SqlCatalog::open_sqlite_file(&dir.path().join("catalog.db"))
+        .await
+        .unwrap();
+    testsuite::catalog::run(Arc::new(catalog)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_catalog_survives_reopen_and_concurrent_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let (a, b) = tokio::join!(
+        SqlCatalog::open_sqlite_file(&path),
+        SqlCatalog::open_sqlite_file(&path)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    use lightbox_storage::Catalog;
+    let v = a.setting_or_init("k", "v1").await.unwrap();
+    assert_eq!(b.setting_or_init("k", "v2").await.unwrap(), v);
+    drop((a, b));
+    let c = SqlCatalog::open_sqlite_file(&path).await.unwrap();
+    assert_eq!(c.setting_or_init("k", "v3").await.unwrap(), "v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_catalog_conforms() {
+    let Ok(url) = std::env::var("LIGHTBOX_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: LIGHTBOX_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let catalog = SqlCatalog::connect(&url).await.unwrap();
+    testsuite::catalog::run(Arc::new(catalog)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_blob_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ObjectBlobStore::local(dir.path()).unwrap();
+    testsuite::blob::run(Arc::new(store)).await;
+}
