@@ -53,7 +53,12 @@ pub(crate) fn from_authorization(
     let mut credential = None;
     let mut signed_headers = None;
     let mut signature = None;
-    for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    // Parameters are separated by ", " in practice; bare "," and bare whitespace are
+    // accepted too (no parameter value can contain either).
+    for part in rest
+        .split(|c: char| c == ',' || c.is_ascii_whitespace())
+        .filter(|p| !p.is_empty())
+    {
         let Some((key, val)) = part.split_once('=') else {
             return Err(incomplete(format!(
                 "Invalid key=value pair (missing equal-sign) in Authorization header: '{}'.",

@@ -116,3 +116,24 @@ fn presigned_get_query_plus() {
         Err(AuthError::SignatureExpired(_))
     ));
 }
+
+#[test]
+fn authorization_separators_are_flexible() {
+    for (sep, lead) in [(",", " "), (", ", "  "), (" ", " "), (" ,\t", "\t")] {
+        let auth = format!(
+            "AWS4-HMAC-SHA256{lead}Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request{sep}\
+             SignedHeaders=host;x-amz-date{sep}Signature={GET_VANILLA}"
+        );
+        let req = Owned::new(
+            "GET",
+            "/",
+            &[
+                ("host", "example.amazonaws.com"),
+                ("x-amz-date", DATE),
+                ("authorization", &auth),
+            ],
+            b"",
+        );
+        assert_verifies(&req);
+    }
+}
