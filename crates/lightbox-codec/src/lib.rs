@@ -1,1 +1,272 @@
-//! lightbox-codec (placeholder while the crate is being written).
+//! Pure-Rust HTJ2K (High-Throughput JPEG 2000, ITU-T T.814 / ISO/IEC 15444-15) lossless codec.
+//!
+//! # Encoding
+//!
+//! [`encode_lossless`] writes a JPEG 2000 Part 1 codestream with HT code-blocks (a `.j2c` /
+//! `.jhc` raw codestream, no JP2 box wrapper) that satisfies DICOM transfer syntax
+//! 1.2.840.10008.1.2.4.202 (HTJ2K Lossless RPCL, PS3.5 §10.18):
+//!
+//! * reversible 5/3 wavelet, reversible colour transform (RCT) for 3 components,
+//! * RPCL progression, one tile, one quality layer, 64×64 code-blocks by default,
+//! * enough decomposition levels that the lowest resolution is at most 64×64
+//!   (and at least `min(5, log2(min(width, height)))` for compression),
+//! * `SIZ`, `CAP` (Pcap15 set), `COD`, `QCD`, `TLM`, then one tile-part per resolution
+//!   (`SOT`/`SOD`), `EOC`. The TLM entries let a client fetch only the first N resolutions.
+//!
+//! Input samples are 1–16 bits, signed or unsigned, 1 to 4 components, interleaved
+//! (`RGBRGB…`) or planar (`RRR…GGG…BBB…`), any size from 1×1 to 65535×65535 (memory permitting).
+//!
+//! # Decoding
+//!
+//! [`decode`] reads HTJ2K codestreams written by OpenJPH, Kakadu, Grok and this crate: any
+//! progression order, several tiles and tile-parts, any precinct and code-block size, several
+//! quality layers, SOP/EPH markers, COC/QCC overrides, reversible 5/3 transform. HT cleanup
+//! passes are supported; SigProp/MagRef refinement passes (only produced by lossy HT encoders)
+//! are rejected with [`CodecError::Unsupported`]. Irreversible (9/7) streams and classic
+//! (non-HT) JPEG 2000 code-blocks are rejected the same way.
+//! [`DecodeOptions::max_resolution_levels`] decodes only the first N resolution levels
+//! (a thumbnail at 1/2^k scale).
+//!
+//! Corrupt, truncated or hostile input returns [`CodecError`]; it never panics and never
+//! allocates more than [`DecodeOptions::max_samples`] output samples (plus bounded bookkeeping).
+//!
+//! # Checksums
+//!
+//! [`resolution_checksums`] returns, for every resolution level from the base (smallest) to the
+//! full image, the CRC-32 (IEEE, as zlib's `crc32`) of the decoded samples at that level —
+//! AWS HealthImaging's `PixelDataChecksumFromBaseToFullResolution`. The byte layout hashed is
+//! the one [`DecodedImage::to_le_bytes`] returns: samples interleaved by component, row-major,
+//! one byte per sample when the precision is ≤ 8 bits, otherwise two bytes little-endian
+//! (two's complement for signed data) — the layout of OpenJPH's decoded buffer.
+//!
+//! ```
+//! use lightbox_codec::*;
+//! let desc = ImageDesc { width: 3, height: 2, components: 1, bits_stored: 12, signed: false };
+//! let px: Vec<u16> = vec![0, 1, 4095, 7, 8, 9];
+//! let j2c = encode_lossless(&desc, Samples::U16(&px), &EncodeOptions::default()).unwrap();
+//! let img = decode(&j2c, &DecodeOptions::default()).unwrap();
+//! assert_eq!(img.samples, DecodedSamples::U16(px));
+//! ```
+
+mod decoder;
+mod dwt;
+mod encoder;
+mod geom;
+mod ht;
+mod t2;
+mod vlc_tables;
+
+use std::fmt;
+
+pub use decoder::{CodestreamInfo, info};
+
+/// Description of the image handed to the encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageDesc {
+    pub width: u32,
+    pub height: u32,
+    /// Number of components: 1 (grey) to 4; with 3 or more, the first three are RGB.
+    pub components: u8,
+    /// Bits per sample actually used, 1..=16.
+    pub bits_stored: u8,
+    /// Two's complement samples (e.g. CT with PixelRepresentation = 1).
+    pub signed: bool,
+}
+
+/// Input samples. Unsigned images take `U8`/`U16`, signed images `I8`/`I16`; values must fit
+/// `bits_stored` (unsigned: `0..2^B`, signed: `-2^(B-1)..2^(B-1)`).
+#[derive(Clone, Copy, Debug)]
+pub enum Samples<'a> {
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+}
+
+/// Progression orders (T.800 Table A.16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Progression {
+    Lrcp,
+    Rlcp,
+    #[default]
+    Rpcl,
+    Pcrl,
+    Cprl,
+}
+
+/// Encoder options. The defaults produce a DICOM 1.2.840.10008.1.2.4.202 codestream.
+#[derive(Clone, Debug)]
+pub struct EncodeOptions {
+    /// Samples are planar (`RRR…GGG…`) rather than interleaved (`RGBRGB…`).
+    pub planar: bool,
+    /// Number of wavelet decomposition levels; `None` picks the default described in the
+    /// crate docs. Values that leave the base resolution above 64 are raised.
+    pub levels: Option<u8>,
+    /// log2 of code-block width and height (2..=10 each, sum ≤ 12). Default (6, 6) = 64×64.
+    pub block_size_log2: (u8, u8),
+    /// Apply the reversible colour transform to the first three components (default true).
+    pub color_transform: bool,
+    /// Progression order (default RPCL).
+    pub progression: Progression,
+    /// Precinct sizes as (log2 width, log2 height) per resolution, coarsest first; the last
+    /// entry repeats. Empty = maximal precincts (one per resolution).
+    pub precincts: Vec<(u8, u8)>,
+    /// Write a TLM marker segment (default true).
+    pub tlm: bool,
+    /// With RPCL, write one tile-part per resolution level (default true).
+    pub tile_part_per_resolution: bool,
+    /// Code blocks are encoded on up to this many threads (0 = available parallelism).
+    pub threads: usize,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            planar: false,
+            levels: None,
+            block_size_log2: (6, 6),
+            color_transform: true,
+            progression: Progression::Rpcl,
+            precincts: Vec::new(),
+            tlm: true,
+            tile_part_per_resolution: true,
+            threads: 1,
+        }
+    }
+}
+
+/// Decoder options.
+#[derive(Clone, Debug)]
+pub struct DecodeOptions {
+    /// Decode only the first N resolution levels (1 = base resolution only). `None` = all.
+    pub max_resolution_levels: Option<u8>,
+    /// Refuse images with more output samples (width × height × components) than this.
+    pub max_samples: u64,
+    /// Code blocks are decoded on up to this many threads (0 = available parallelism).
+    pub threads: usize,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_resolution_levels: None,
+            max_samples: 1 << 28,
+            threads: 1,
+        }
+    }
+}
+
+/// Decoded samples, interleaved by component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodedSamples {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    I8(Vec<i8>),
+    I16(Vec<i16>),
+}
+
+/// A decoded image (or a reduced-resolution version of it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedImage {
+    pub width: u32,
+    pub height: u32,
+    pub components: u8,
+    /// Precision of the samples in bits (from SIZ).
+    pub bits_stored: u8,
+    pub signed: bool,
+    /// Number of resolution levels in the codestream (decomposition levels + 1).
+    pub resolution_levels: u8,
+    pub samples: DecodedSamples,
+}
+
+impl DecodedImage {
+    /// The checksum byte layout: 1 byte per sample for ≤ 8 bits, else 2 bytes little-endian.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match &self.samples {
+            DecodedSamples::U8(v) => v.clone(),
+            DecodedSamples::I8(v) => v.iter().map(|&x| x as u8).collect(),
+            DecodedSamples::U16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DecodedSamples::I16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+
+    /// CRC-32 (IEEE) of [`DecodedImage::to_le_bytes`].
+    pub fn crc32(&self) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        match &self.samples {
+            DecodedSamples::U8(v) => h.update(v),
+            _ => h.update(&self.to_le_bytes()),
+        }
+        h.finalize()
+    }
+}
+
+/// CRC of one resolution level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResolutionChecksum {
+    pub width: u32,
+    pub height: u32,
+    pub crc32: u32,
+}
+
+/// Errors of the codec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CodecError {
+    /// The caller's image description or samples are invalid.
+    InvalidInput(String),
+    /// The codestream is malformed or truncated.
+    Corrupt(String),
+    /// The codestream uses a feature this codec does not implement.
+    Unsupported(String),
+    /// The codestream exceeds a configured limit.
+    LimitExceeded(String),
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            CodecError::Corrupt(m) => write!(f, "corrupt codestream: {m}"),
+            CodecError::Unsupported(m) => write!(f, "unsupported codestream feature: {m}"),
+            CodecError::LimitExceeded(m) => write!(f, "limit exceeded: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// Encodes an image losslessly as an HTJ2K codestream (see the crate docs).
+pub fn encode_lossless(
+    desc: &ImageDesc,
+    samples: Samples<'_>,
+    opts: &EncodeOptions,
+) -> Result<Vec<u8>, CodecError> {
+    encoder::encode(desc, samples, opts)
+}
+
+/// Decodes an HTJ2K codestream (see the crate docs).
+pub fn decode(codestream: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, CodecError> {
+    decoder::decode(codestream, opts)
+}
+
+/// CRC-32 of the decoded samples at every resolution level, base (smallest) first.
+pub fn resolution_checksums(
+    codestream: &[u8],
+    opts: &DecodeOptions,
+) -> Result<Vec<ResolutionChecksum>, CodecError> {
+    let inf = info(codestream)?;
+    let mut out = Vec::with_capacity(inf.resolution_levels as usize);
+    for n in 1..=inf.resolution_levels {
+        let o = DecodeOptions {
+            max_resolution_levels: Some(n),
+            ..opts.clone()
+        };
+        let img = decode(codestream, &o)?;
+        out.push(ResolutionChecksum {
+            width: img.width,
+            height: img.height,
+            crc32: img.crc32(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,1027 @@
+//! HTJ2K decoder: marker parsing, tile-parts, packet headers, HT code-blocks, inverse DWT/RCT.
+
+use crate::dwt::{self, Plane};
+use crate::geom::{self, CompCoding, CompGeom};
+use crate::t2::{BitReader, TagTree};
+use crate::{CodecError, DecodeOptions, DecodedImage, DecodedSamples, Progression, ht};
+
+fn corrupt(m: impl Into<String>) -> CodecError {
+    CodecError::Corrupt(m.into())
+}
+fn unsupported(m: impl Into<String>) -> CodecError {
+    CodecError::Unsupported(m.into())
+}
+
+const MAX_PACKETS: usize = 1 << 22;
+const MAX_CODEBLOCKS: u64 = 1 << 22;
+
+#[derive(Clone, Debug)]
+struct CompSiz {
+    precision: u8,
+    signed: bool,
+    dx: u8,
+    dy: u8,
+}
+
+#[derive(Clone, Debug)]
+struct Siz {
+    xsiz: u32,
+    ysiz: u32,
+    xosiz: u32,
+    yosiz: u32,
+    xtsiz: u32,
+    ytsiz: u32,
+    xtosiz: u32,
+    ytosiz: u32,
+    comps: Vec<CompSiz>,
+}
+
+#[derive(Clone, Debug)]
+struct Qcd {
+    guard: u8,
+    /// Exponent per band (QCD order); reversible only.
+    eps: Vec<u8>,
+}
+
+/// Coding parameters in force for a tile (main header, then tile header overrides).
+#[derive(Clone, Debug)]
+struct Params {
+    sop: bool,
+    eph: bool,
+    prog: u8,
+    layers: u16,
+    mct: u8,
+    comp: Vec<CompCoding>,
+    qcd: Vec<Qcd>,
+    /// Whether COC / QCC set the component explicitly (then COD / QCD do not override it).
+    coc_set: Vec<bool>,
+    qcc_set: Vec<bool>,
+}
+
+struct Rd<'a> {
+    d: &'a [u8],
+    p: usize,
+}
+
+impl<'a> Rd<'a> {
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        let v = *self
+            .d
+            .get(self.p)
+            .ok_or_else(|| corrupt("marker segment too short"))?;
+        self.p += 1;
+        Ok(v)
+    }
+    fn u16(&mut self) -> Result<u16, CodecError> {
+        Ok(((self.u8()? as u16) << 8) | self.u8()? as u16)
+    }
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        Ok(((self.u16()? as u32) << 16) | self.u16()? as u32)
+    }
+    fn left(&self) -> usize {
+        self.d.len().saturating_sub(self.p)
+    }
+}
+
+fn parse_siz(b: &[u8]) -> Result<Siz, CodecError> {
+    let mut r = Rd { d: b, p: 0 };
+    let _rsiz = r.u16()?;
+    let s = Siz {
+        xsiz: r.u32()?,
+        ysiz: r.u32()?,
+        xosiz: r.u32()?,
+        yosiz: r.u32()?,
+        xtsiz: r.u32()?,
+        ytsiz: r.u32()?,
+        xtosiz: r.u32()?,
+        ytosiz: r.u32()?,
+        comps: Vec::new(),
+    };
+    let nc = r.u16()? as usize;
+    if nc == 0 || r.left() < 3 * nc {
+        return Err(corrupt("bad SIZ component count"));
+    }
+    let mut s = s;
+    for _ in 0..nc {
+        let ssiz = r.u8()?;
+        let dx = r.u8()?;
+        let dy = r.u8()?;
+        let precision = (ssiz & 0x7F) + 1;
+        if precision > 38 || dx == 0 || dy == 0 {
+            return Err(corrupt("bad SIZ component"));
+        }
+        s.comps.push(CompSiz {
+            precision,
+            signed: ssiz & 0x80 != 0,
+            dx,
+            dy,
+        });
+    }
+    if s.xsiz <= s.xosiz || s.ysiz <= s.yosiz {
+        return Err(corrupt("empty image area"));
+    }
+    if s.xtsiz == 0 || s.ytsiz == 0 || s.xtosiz > s.xosiz || s.ytosiz > s.yosiz {
+        return Err(corrupt("bad tile grid"));
+    }
+    if (s.xtosiz as u64 + s.xtsiz as u64) <= s.xosiz as u64
+        || (s.ytosiz as u64 + s.ytsiz as u64) <= s.yosiz as u64
+    {
+        return Err(corrupt("first tile outside image"));
+    }
+    Ok(s)
+}
+
+/// Parses SPcod/SPcoc (after the Scod/Scoc byte) into `cc`.
+fn parse_spcod(r: &mut Rd, precincts_flag: bool) -> Result<CompCoding, CodecError> {
+    let levels = r.u8()?;
+    let xcb = r.u8()? + 2;
+    let ycb = r.u8()? + 2;
+    let style = r.u8()?;
+    let transform = r.u8()?;
+    if levels > 32 {
+        return Err(corrupt("more than 32 decomposition levels"));
+    }
+    if xcb > 10 || ycb > 10 || xcb + ycb > 12 {
+        return Err(corrupt("bad code-block size"));
+    }
+    let mut precincts = Vec::with_capacity(levels as usize + 1);
+    for i in 0..=levels as usize {
+        if precincts_flag {
+            let v = r.u8()?;
+            let (px, py) = (v & 0xF, v >> 4);
+            if i > 0 && (px == 0 || py == 0) {
+                return Err(corrupt("precinct size 1 above the base resolution"));
+            }
+            precincts.push((px, py));
+        } else {
+            precincts.push((15, 15));
+        }
+    }
+    Ok(CompCoding {
+        levels,
+        xcb,
+        ycb,
+        style,
+        transform,
+        precincts,
+    })
+}
+
+fn parse_qcd_body(r: &mut Rd) -> Result<Qcd, CodecError> {
+    let s = r.u8()?;
+    let guard = s >> 5;
+    match s & 0x1F {
+        0 => {
+            let mut eps = Vec::new();
+            while r.left() > 0 {
+                eps.push(r.u8()? >> 3);
+            }
+            if eps.is_empty() {
+                return Err(corrupt("QCD without exponents"));
+            }
+            Ok(Qcd { guard, eps })
+        }
+        _ => Err(unsupported("irreversible quantization (lossy 9/7 streams)")),
+    }
+}
+
+/// Applies a COD/COC/QCD/QCC marker segment to `p`.
+fn apply_marker(p: &mut Params, m: u16, body: &[u8], nc: usize) -> Result<(), CodecError> {
+    let mut r = Rd { d: body, p: 0 };
+    let comp_index = |r: &mut Rd| -> Result<usize, CodecError> {
+        let c = if nc < 257 {
+            r.u8()? as usize
+        } else {
+            r.u16()? as usize
+        };
+        if c >= nc {
+            return Err(corrupt("component index out of range"));
+        }
+        Ok(c)
+    };
+    match m {
+        0xFF52 => {
+            let scod = r.u8()?;
+            p.sop = scod & 2 != 0;
+            p.eph = scod & 4 != 0;
+            p.prog = r.u8()?;
+            p.layers = r.u16()?;
+            p.mct = r.u8()?;
+            if p.prog > 4 {
+                return Err(corrupt("bad progression order"));
+            }
+            if p.layers == 0 {
+                return Err(corrupt("zero layers"));
+            }
+            let cc = parse_spcod(&mut r, scod & 1 != 0)?;
+            for c in 0..nc {
+                if !p.coc_set[c] {
+                    p.comp[c] = cc.clone();
+                }
+            }
+        }
+        0xFF53 => {
+            let c = comp_index(&mut r)?;
+            let scoc = r.u8()?;
+            p.comp[c] = parse_spcod(&mut r, scoc & 1 != 0)?;
+            p.coc_set[c] = true;
+        }
+        0xFF5C => {
+            let q = parse_qcd_body(&mut r)?;
+            for c in 0..nc {
+                if !p.qcc_set[c] {
+                    p.qcd[c] = q.clone();
+                }
+            }
+        }
+        0xFF5D => {
+            let c = comp_index(&mut r)?;
+            p.qcd[c] = parse_qcd_body(&mut r)?;
+            p.qcc_set[c] = true;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Summary of a codestream's main header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodestreamInfo {
+    pub width: u32,
+    pub height: u32,
+    pub components: u8,
+    pub bits_stored: u8,
+    pub signed: bool,
+    /// Decomposition levels + 1 (from the main COD).
+    pub resolution_levels: u8,
+    pub progression: Progression,
+    pub layers: u16,
+    pub tiles: u32,
+    pub code_block_size: (u32, u32),
+    /// HT code-blocks (COD style bit 6).
+    pub ht: bool,
+    pub reversible: bool,
+    pub color_transform: bool,
+    /// CAP marker present with the Part 15 bit set.
+    pub cap_part15: bool,
+    pub has_tlm: bool,
+}
+
+struct Header {
+    siz: Siz,
+    params: Params,
+    cap15: bool,
+    tlm: bool,
+    /// Offset of the first SOT marker.
+    end: usize,
+}
+
+fn parse_main(data: &[u8]) -> Result<Header, CodecError> {
+    if data.len() < 4 || data[0] != 0xFF || data[1] != 0x4F {
+        return Err(corrupt("missing SOC marker"));
+    }
+    let mut pos = 2;
+    let mut siz: Option<Siz> = None;
+    let mut params: Option<Params> = None;
+    let mut cap15 = false;
+    let mut tlm = false;
+    let mut have_cod = false;
+    let mut have_qcd = false;
+    loop {
+        if pos + 4 > data.len() {
+            return Err(corrupt("truncated main header"));
+        }
+        let m = u16::from_be_bytes([data[pos], data[pos + 1]]);
+        if m == 0xFF90 {
+            break;
+        }
+        if m >> 8 != 0xFF {
+            return Err(corrupt("expected a marker in the main header"));
+        }
+        let len = u16::from_be_bytes([data[pos + 2], data[pos + 3]]) as usize;
+        if len < 2 || pos + 2 + len > data.len() {
+            return Err(corrupt("bad marker segment length"));
+        }
+        let body = &data[pos + 4..pos + 2 + len];
+        match m {
+            0xFF51 => {
+                if siz.is_some() {
+                    return Err(corrupt("duplicate SIZ"));
+                }
+                let s = parse_siz(body)?;
+                let nc = s.comps.len();
+                let dflt = CompCoding {
+                    levels: 0,
+                    xcb: 6,
+                    ycb: 6,
+                    style: 0,
+                    transform: 1,
+                    precincts: vec![(15, 15)],
+                };
+                params = Some(Params {
+                    sop: false,
+                    eph: false,
+                    prog: 0,
+                    layers: 1,
+                    mct: 0,
+                    comp: vec![dflt; nc],
+                    qcd: vec![
+                        Qcd {
+                            guard: 0,
+                            eps: Vec::new()
+                        };
+                        nc
+                    ],
+                    coc_set: vec![false; nc],
+                    qcc_set: vec![false; nc],
+                });
+                siz = Some(s);
+            }
+            0xFF50 if body.len() >= 4 => {
+                let pcap = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                cap15 = pcap & 0x0002_0000 != 0;
+            }
+            0xFF52 | 0xFF53 | 0xFF5C | 0xFF5D => {
+                let p = params
+                    .as_mut()
+                    .ok_or_else(|| corrupt("marker before SIZ"))?;
+                let nc = p.comp.len();
+                apply_marker(p, m, body, nc)?;
+                have_cod |= m == 0xFF52;
+                have_qcd |= m == 0xFF5C;
+            }
+            0xFF55 => tlm = true,
+            0xFF5E => return Err(unsupported("region of interest (RGN)")),
+            0xFF5F => return Err(unsupported("progression order change (POC)")),
+            0xFF60 => return Err(unsupported("packed packet headers (PPM)")),
+            _ => {}
+        }
+        pos += 2 + len;
+    }
+    let siz = siz.ok_or_else(|| corrupt("missing SIZ"))?;
+    if !have_cod || !have_qcd {
+        return Err(corrupt("missing COD or QCD"));
+    }
+    Ok(Header {
+        siz,
+        params: params.expect("params set with SIZ"),
+        cap15,
+        tlm,
+        end: pos,
+    })
+}
+
+fn prog_of(p: u8) -> Progression {
+    match p {
+        0 => Progression::Lrcp,
+        1 => Progression::Rlcp,
+        2 => Progression::Rpcl,
+        3 => Progression::Pcrl,
+        _ => Progression::Cprl,
+    }
+}
+
+fn num_tiles(s: &Siz) -> (u32, u32) {
+    let nx = ((s.xsiz - s.xtosiz) as u64).div_ceil(s.xtsiz as u64) as u32;
+    let ny = ((s.ysiz - s.ytosiz) as u64).div_ceil(s.ytsiz as u64) as u32;
+    (nx, ny)
+}
+
+/// Reads the main header and summarises it.
+pub fn info(codestream: &[u8]) -> Result<CodestreamInfo, CodecError> {
+    let h = parse_main(codestream)?;
+    let s = &h.siz;
+    let c0 = &h.params.comp[0];
+    let (nx, ny) = num_tiles(s);
+    Ok(CodestreamInfo {
+        width: s.xsiz - s.xosiz,
+        height: s.ysiz - s.yosiz,
+        components: s.comps.len().min(255) as u8,
+        bits_stored: s.comps[0].precision,
+        signed: s.comps[0].signed,
+        resolution_levels: c0.levels + 1,
+        progression: prog_of(h.params.prog),
+        layers: h.params.layers,
+        tiles: nx.saturating_mul(ny),
+        code_block_size: (1 << c0.xcb, 1 << c0.ycb),
+        ht: c0.style & 0x40 != 0,
+        reversible: c0.transform == 1,
+        color_transform: h.params.mct != 0,
+        cap_part15: h.cap15,
+        has_tlm: h.tlm,
+    })
+}
+
+#[derive(Default, Clone)]
+struct CbState {
+    included: bool,
+    zbp: u32,
+    lblock: u32,
+    /// Passes so far (after removing placeholder passes).
+    passes: u32,
+    /// Cleanup segment bytes and refinement segment bytes.
+    seg: [Vec<u8>; 2],
+}
+
+struct PrecState {
+    incl: Vec<TagTree>,
+    zbp: Vec<TagTree>,
+}
+
+struct TileComp {
+    geom: CompGeom,
+    cc: CompCoding,
+    qcd: Qcd,
+    /// Code-block states per [resolution][band].
+    cbs: Vec<Vec<Vec<CbState>>>,
+    /// Precinct states per resolution, lazily created.
+    precs: Vec<Vec<Option<PrecState>>>,
+}
+
+fn ceil_div(a: u64, b: u64) -> u64 {
+    a.div_ceil(b)
+}
+
+struct Packet {
+    key: [u64; 5],
+    l: u16,
+    r: u8,
+    c: u16,
+    p: u32,
+}
+
+/// Reads one packet starting at `pos`; returns the new position.
+#[allow(clippy::too_many_arguments)]
+fn read_packet(
+    data: &[u8],
+    mut pos: usize,
+    tc: &mut TileComp,
+    r: usize,
+    pi: usize,
+    layer: u32,
+    sop: bool,
+    eph: bool,
+) -> Result<usize, CodecError> {
+    let eof = |_| corrupt("truncated packet header");
+    if sop && pos + 1 < data.len() && data[pos] == 0xFF && data[pos + 1] == 0x91 {
+        pos += 6;
+        if pos > data.len() {
+            return Err(corrupt("truncated SOP"));
+        }
+    }
+    let rg = &tc.geom.res[r];
+    let (i, j) = (pi % rg.npx, pi / rg.npx);
+    let nb = rg.bands.len();
+    if tc.precs[r][pi].is_none() {
+        let mut incl = Vec::new();
+        let mut zbp = Vec::new();
+        for b in 0..nb {
+            let (x0, x1, y0, y1) = rg.precinct_cbs(r, b, i, j);
+            incl.push(TagTree::new(x1 - x0, y1 - y0, u32::MAX));
+            zbp.push(TagTree::new(x1 - x0, y1 - y0, u32::MAX));
+        }
+        tc.precs[r][pi] = Some(PrecState { incl, zbp });
+    }
+    let ps = tc.precs[r][pi].as_mut().expect("precinct state");
+    let mut br = BitReader::new(data, pos);
+    let nonempty = br.bit().map_err(eof)?;
+    // (band, cb index, new passes, lengths per segment)
+    let mut contrib: Vec<(usize, usize, [u32; 2])> = Vec::new();
+    if nonempty == 1 {
+        for b in 0..nb {
+            let (x0, x1, y0, y1) = rg.precinct_cbs(r, b, i, j);
+            let ncbx = rg.bands[b].ncbx;
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let idx = y * ncbx + x;
+                    let cb = &mut tc.cbs[r][b][idx];
+                    let first = !cb.included;
+                    let inc = if first {
+                        ps.incl[b]
+                            .decode(x - x0, y - y0, layer + 1, &mut br)
+                            .map_err(eof)?
+                            .is_some()
+                    } else {
+                        br.bit().map_err(eof)? == 1
+                    };
+                    if !inc {
+                        continue;
+                    }
+                    if first {
+                        let z = ps.zbp[b]
+                            .decode(x - x0, y - y0, 80, &mut br)
+                            .map_err(eof)?
+                            .ok_or_else(|| corrupt("zero bit-plane count too large"))?;
+                        cb.zbp = z;
+                        cb.lblock = 3;
+                        cb.included = true;
+                    }
+                    // Number of coding passes (T.800 Table B.4).
+                    let np = if br.bit().map_err(eof)? == 0 {
+                        1
+                    } else if br.bit().map_err(eof)? == 0 {
+                        2
+                    } else {
+                        let v = br.bits(2).map_err(eof)?;
+                        if v < 3 {
+                            3 + v
+                        } else {
+                            let v = br.bits(5).map_err(eof)?;
+                            if v < 31 {
+                                6 + v
+                            } else {
+                                37 + br.bits(7).map_err(eof)?
+                            }
+                        }
+                    };
+                    while br.bit().map_err(eof)? == 1 {
+                        cb.lblock += 1;
+                        if cb.lblock > 32 {
+                            return Err(corrupt("Lblock too large"));
+                        }
+                    }
+                    // HT segments: placeholder passes plus the cleanup pass form segment 0,
+                    // SigProp/MagRef form segment 1.
+                    let mut np_eff = np;
+                    let mut seg_passes = [0u32; 2];
+                    if first {
+                        let skip = (np - 1) / 3;
+                        cb.zbp += skip;
+                        np_eff = np - 3 * skip;
+                        seg_passes[0] = 1 + 3 * skip;
+                        seg_passes[1] = np_eff - 1;
+                    } else {
+                        let start = cb.passes;
+                        for k in start..start + np {
+                            if k == 0 {
+                                seg_passes[0] += 1;
+                            } else if k < 3 {
+                                seg_passes[1] += 1;
+                            } else {
+                                return Err(unsupported("more than one HT set per code-block"));
+                            }
+                        }
+                    }
+                    cb.passes += np_eff;
+                    if cb.passes > 3 {
+                        return Err(unsupported("more than one HT set per code-block"));
+                    }
+                    let mut lens = [0u32; 2];
+                    for s in 0..2 {
+                        if seg_passes[s] > 0 {
+                            let nbits = cb.lblock + (31 - seg_passes[s].leading_zeros());
+                            if nbits > 32 {
+                                return Err(corrupt("codeword length too large"));
+                            }
+                            lens[s] = br.bits(nbits).map_err(eof)?;
+                        }
+                    }
+                    contrib.push((b, idx, lens));
+                }
+            }
+        }
+    }
+    pos = br.align().map_err(eof)?;
+    if eph {
+        if pos + 1 < data.len() && data[pos] == 0xFF && data[pos + 1] == 0x92 {
+            pos += 2;
+        } else {
+            return Err(corrupt("missing EPH marker"));
+        }
+    }
+    for (b, idx, lens) in contrib {
+        let cb = &mut tc.cbs[r][b][idx];
+        for (seg, &len) in cb.seg.iter_mut().zip(lens.iter()) {
+            let n = len as usize;
+            if n > data.len() - pos {
+                return Err(corrupt("truncated code-block data"));
+            }
+            seg.extend_from_slice(&data[pos..pos + n]);
+            pos += n;
+        }
+    }
+    Ok(pos)
+}
+
+fn decode_band_blocks(
+    tc: &TileComp,
+    r: usize,
+    b: usize,
+    out: &mut Plane,
+) -> Result<(), CodecError> {
+    let bg = &tc.geom.res[r].bands[b];
+    let eps = *tc
+        .qcd
+        .eps
+        .get(if tc.qcd.eps.len() == 1 {
+            0
+        } else {
+            bg.qcd_index
+        })
+        .ok_or_else(|| corrupt("QCD has too few exponents"))? as u32;
+    let mb = (tc.qcd.guard as u32 + eps).saturating_sub(1);
+    for j in 0..bg.ncby {
+        for i in 0..bg.ncbx {
+            let cb = &tc.cbs[r][b][j * bg.ncbx + i];
+            if !cb.included || cb.passes == 0 || cb.seg[0].is_empty() {
+                continue;
+            }
+            let x0 = (((bg.cbx0 + i as u64) << bg.cbw).max(bg.x0) - bg.x0) as usize;
+            let x1 = (((bg.cbx0 + i as u64 + 1) << bg.cbw).min(bg.x1) - bg.x0) as usize;
+            let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
+            let y1 = (((bg.cby0 + j as u64 + 1) << bg.cbh).min(bg.y1) - bg.y0) as usize;
+            if cb.zbp + 1 > mb {
+                return Err(corrupt("more missing bit-planes than magnitude bit-planes"));
+            }
+            let p = mb - 1 - cb.zbp;
+            let off = y0 * out.w + x0;
+            let w = out.w;
+            ht::decode_block(
+                &cb.seg[0],
+                &cb.seg[1],
+                cb.passes,
+                p,
+                x1 - x0,
+                y1 - y0,
+                &mut out.data[off..],
+                w,
+            )
+            .map_err(|e| corrupt(e.0))?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one tile-component up to resolution `keep` (inclusive) and returns the plane.
+fn reconstruct(tc: &TileComp, keep: usize) -> Result<Plane, CodecError> {
+    let g = &tc.geom;
+    let r0 = &g.res[0];
+    let mut cur = Plane::new((r0.x1 - r0.x0) as usize, (r0.y1 - r0.y0) as usize);
+    decode_band_blocks(tc, 0, 0, &mut cur)?;
+    for r in 1..=keep {
+        let rg = &g.res[r];
+        let mut bands = Vec::with_capacity(3);
+        for (b, bg) in rg.bands.iter().enumerate() {
+            let mut p = Plane::new(bg.width(), bg.height());
+            decode_band_blocks(tc, r, b, &mut p)?;
+            bands.push(p);
+        }
+        let hh = bands.pop().expect("HH");
+        let lh = bands.pop().expect("LH");
+        let hl = bands.pop().expect("HL");
+        let lv = dwt::Level {
+            ll: cur,
+            hl,
+            lh,
+            hh,
+        };
+        cur = dwt::inverse_level(
+            &lv,
+            rg.x0,
+            rg.y0,
+            (rg.x1 - rg.x0) as usize,
+            (rg.y1 - rg.y0) as usize,
+        );
+    }
+    Ok(cur)
+}
+
+pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, CodecError> {
+    let hdr = parse_main(data)?;
+    let siz = &hdr.siz;
+    let nc = siz.comps.len();
+    if nc > 4 {
+        return Err(unsupported("more than 4 components"));
+    }
+    for c in &siz.comps {
+        if c.precision > 16 {
+            return Err(unsupported("more than 16 bits per sample"));
+        }
+        if c.dx != 1 || c.dy != 1 {
+            return Err(unsupported("component subsampling"));
+        }
+        if c.precision != siz.comps[0].precision || c.signed != siz.comps[0].signed {
+            return Err(unsupported(
+                "components with different precision or signedness",
+            ));
+        }
+    }
+    let main_levels = hdr.params.comp.iter().map(|c| c.levels).min().unwrap_or(0);
+    let reduce = match opts.max_resolution_levels {
+        Some(0) => {
+            return Err(CodecError::InvalidInput(
+                "max_resolution_levels must be >= 1".into(),
+            ));
+        }
+        Some(n) => (main_levels + 1).saturating_sub(n),
+        None => 0,
+    } as u32;
+    let rx = |v: u32| -> u64 { ceil_div(v as u64, 1u64 << reduce) };
+    let (ow, oh) = (rx(siz.xsiz) - rx(siz.xosiz), rx(siz.ysiz) - rx(siz.yosiz));
+    let total = ow * oh * nc as u64;
+    if total > opts.max_samples {
+        return Err(CodecError::LimitExceeded(format!(
+            "{ow}x{oh}x{nc} samples exceed the limit of {}",
+            opts.max_samples
+        )));
+    }
+    let (ntx, nty) = num_tiles(siz);
+    let ntiles = ntx as u64 * nty as u64;
+    if ntiles > 65535 {
+        return Err(corrupt("more than 65535 tiles"));
+    }
+
+    // Collect tile-parts.
+    let mut tile_data: Vec<Vec<u8>> = vec![Vec::new(); ntiles as usize];
+    let mut tile_params: Vec<Option<Params>> = vec![None; ntiles as usize];
+    let mut pos = hdr.end;
+    while pos + 2 <= data.len() {
+        let m = u16::from_be_bytes([data[pos], data[pos + 1]]);
+        if m == 0xFFD9 {
+            break;
+        }
+        if m != 0xFF90 {
+            return Err(corrupt("expected SOT"));
+        }
+        if pos + 12 > data.len() {
+            break; // truncated tile-part header: decode what we have
+        }
+        let mut r = Rd {
+            d: data,
+            p: pos + 2,
+        };
+        let lsot = r.u16()?;
+        let isot = r.u16()? as usize;
+        let psot = r.u32()? as usize;
+        let _tpsot = r.u8()?;
+        let _tnsot = r.u8()?;
+        if lsot != 10 || isot >= ntiles as usize {
+            return Err(corrupt("bad SOT"));
+        }
+        let end = if psot == 0 {
+            if data.ends_with(&[0xFF, 0xD9]) {
+                data.len() - 2
+            } else {
+                data.len()
+            }
+        } else {
+            if psot < 14 {
+                return Err(corrupt("bad Psot"));
+            }
+            (pos + psot).min(data.len())
+        };
+        let mut q = pos + 12;
+        let first_part = tile_params[isot].is_none();
+        if first_part {
+            tile_params[isot] = Some(hdr.params.clone());
+        }
+        loop {
+            if q + 2 > end {
+                return Err(corrupt("tile-part header runs past its end"));
+            }
+            let m = u16::from_be_bytes([data[q], data[q + 1]]);
+            if m == 0xFF93 {
+                q += 2;
+                break;
+            }
+            if q + 4 > end {
+                return Err(corrupt("truncated tile-part header"));
+            }
+            let len = u16::from_be_bytes([data[q + 2], data[q + 3]]) as usize;
+            if len < 2 || q + 2 + len > end {
+                return Err(corrupt("bad marker length in tile-part header"));
+            }
+            let body = &data[q + 4..q + 2 + len];
+            match m {
+                0xFF52 | 0xFF53 | 0xFF5C | 0xFF5D => {
+                    let p = tile_params[isot].as_mut().expect("tile params");
+                    if m == 0xFF52 {
+                        p.coc_set.iter_mut().for_each(|v| *v = false);
+                    }
+                    if m == 0xFF5C {
+                        p.qcc_set.iter_mut().for_each(|v| *v = false);
+                    }
+                    apply_marker(p, m, body, nc)?;
+                }
+                0xFF5E => return Err(unsupported("region of interest (RGN)")),
+                0xFF5F => return Err(unsupported("progression order change (POC)")),
+                0xFF61 => return Err(unsupported("packed packet headers (PPT)")),
+                _ => {}
+            }
+            q += 2 + len;
+        }
+        tile_data[isot].extend_from_slice(&data[q..end]);
+        if end <= pos {
+            break;
+        }
+        pos = end;
+    }
+
+    let mut planes: Vec<Vec<i32>> = vec![vec![0i32; (ow * oh) as usize]; nc];
+    let mut cb_count = 0u64;
+    for t in 0..ntiles as usize {
+        let Some(params) = &tile_params[t] else {
+            continue;
+        };
+        let (p, q) = ((t as u32 % ntx) as u64, (t as u32 / ntx) as u64);
+        let tx0 = (siz.xtosiz as u64 + p * siz.xtsiz as u64).max(siz.xosiz as u64);
+        let tx1 = (siz.xtosiz as u64 + (p + 1) * siz.xtsiz as u64).min(siz.xsiz as u64);
+        let ty0 = (siz.ytosiz as u64 + q * siz.ytsiz as u64).max(siz.yosiz as u64);
+        let ty1 = (siz.ytosiz as u64 + (q + 1) * siz.ytsiz as u64).min(siz.ysiz as u64);
+        let mut tcs = Vec::with_capacity(nc);
+        for c in 0..nc {
+            let cc = params.comp[c].clone();
+            if cc.style & 0x40 == 0 {
+                return Err(unsupported("classic (non-HT) JPEG 2000 code-blocks"));
+            }
+            if cc.style & 0x80 != 0 {
+                return Err(unsupported("mixed HT / classic code-blocks"));
+            }
+            if cc.transform != 1 {
+                return Err(unsupported("irreversible 9/7 wavelet"));
+            }
+            if (cc.levels as u32) < reduce {
+                return Err(unsupported(
+                    "tile with fewer levels than the requested reduction",
+                ));
+            }
+            let g = geom::build(tx0, ty0, tx1, ty1, &cc);
+            let mut cbs = Vec::new();
+            let mut precs = Vec::new();
+            for rg in &g.res {
+                let np = rg.npx as u64 * rg.npy as u64;
+                let n: u64 = rg.bands.iter().map(|b| b.ncbx as u64 * b.ncby as u64).sum();
+                cb_count += n + np;
+                if cb_count > MAX_CODEBLOCKS {
+                    return Err(CodecError::LimitExceeded(
+                        "too many code-blocks or precincts".into(),
+                    ));
+                }
+                cbs.push(
+                    rg.bands
+                        .iter()
+                        .map(|b| vec![CbState::default(); b.ncbx * b.ncby])
+                        .collect(),
+                );
+                precs.push((0..np).map(|_| None).collect());
+            }
+            tcs.push(TileComp {
+                geom: g,
+                cc,
+                qcd: params.qcd[c].clone(),
+                cbs,
+                precs,
+            });
+        }
+        // Packet order.
+        let layers = params.layers as u64;
+        let mut count = 0u64;
+        for tc in &tcs {
+            for rg in &tc.geom.res {
+                count += rg.npx as u64 * rg.npy as u64 * layers;
+            }
+        }
+        if count as usize > MAX_PACKETS {
+            return Err(CodecError::LimitExceeded("too many packets".into()));
+        }
+        let mut pks = Vec::with_capacity(count as usize);
+        for (c, tc) in tcs.iter().enumerate() {
+            for (r, rg) in tc.geom.res.iter().enumerate() {
+                for pi in 0..rg.npx * rg.npy {
+                    let (i, j) = (pi % rg.npx, pi / rg.npx);
+                    let (px, py) = rg.precinct_pos(tc.cc.levels, r, i, j);
+                    for l in 0..layers {
+                        let (c64, r64, p64) = (c as u64, r as u64, pi as u64);
+                        let key = match params.prog {
+                            0 => [l, r64, c64, p64, 0],
+                            1 => [r64, l, c64, p64, 0],
+                            2 => [r64, py, px, c64, l],
+                            3 => [py, px, c64, r64, l],
+                            _ => [c64, py, px, r64, l],
+                        };
+                        pks.push(Packet {
+                            key,
+                            l: l as u16,
+                            r: r as u8,
+                            c: c as u16,
+                            p: pi as u32,
+                        });
+                    }
+                }
+            }
+        }
+        pks.sort_by_key(|p| p.key);
+        let td = &tile_data[t];
+        let mut pos = 0usize;
+        for pk in &pks {
+            if pos >= td.len() {
+                break; // remaining packets absent (truncated stream)
+            }
+            let tc = &mut tcs[pk.c as usize];
+            pos = read_packet(
+                td,
+                pos,
+                tc,
+                pk.r as usize,
+                pk.p as usize,
+                pk.l as u32,
+                params.sop,
+                params.eph,
+            )?;
+        }
+        // Reconstruct.
+        let mut comp_planes = Vec::with_capacity(nc);
+        for tc in &tcs {
+            let keep = tc.cc.levels as usize - reduce as usize;
+            comp_planes.push(reconstruct(tc, keep)?);
+        }
+        if params.mct != 0 && nc >= 3 {
+            let (a, rest) = comp_planes.split_at_mut(1);
+            let (b, c) = rest.split_at_mut(1);
+            if a[0].data.len() == b[0].data.len() && b[0].data.len() == c[0].data.len() {
+                for ((y, cb), cr) in a[0]
+                    .data
+                    .iter_mut()
+                    .zip(b[0].data.iter_mut())
+                    .zip(c[0].data.iter_mut())
+                {
+                    let g = y.wrapping_sub((cb.wrapping_add(*cr)) >> 2);
+                    let r = cr.wrapping_add(g);
+                    let bl = cb.wrapping_add(g);
+                    *y = r;
+                    *cb = g;
+                    *cr = bl;
+                }
+            }
+        }
+        // Place into the output.
+        let ox0 = rx(siz.xosiz);
+        let oy0 = rx(siz.yosiz);
+        for (c, pl) in comp_planes.iter().enumerate() {
+            let rg = &tcs[c].geom.res[tcs[c].cc.levels as usize - reduce as usize];
+            let (x0, y0) = (rg.x0 - ox0, rg.y0 - oy0);
+            for y in 0..pl.h {
+                let dst = ((y0 + y as u64) * ow + x0) as usize;
+                planes[c][dst..dst + pl.w].copy_from_slice(&pl.data[y * pl.w..(y + 1) * pl.w]);
+            }
+        }
+    }
+
+    // Level shift, clamp, interleave.
+    let cs = &siz.comps[0];
+    let prec = cs.precision as u32;
+    let n = (ow * oh) as usize;
+    let (lo, hi, shift) = if cs.signed {
+        (-(1i32 << (prec - 1)), (1i32 << (prec - 1)) - 1, 0)
+    } else {
+        (0, ((1i64 << prec) - 1) as i32, 1i32 << (prec - 1))
+    };
+    let sample = |c: usize, i: usize| -> i32 { planes[c][i].wrapping_add(shift).clamp(lo, hi) };
+    let samples = match (cs.signed, prec <= 8) {
+        (false, true) => {
+            let mut v = Vec::with_capacity(n * nc);
+            for i in 0..n {
+                for c in 0..nc {
+                    v.push(sample(c, i) as u8);
+                }
+            }
+            DecodedSamples::U8(v)
+        }
+        (false, false) => {
+            let mut v = Vec::with_capacity(n * nc);
+            for i in 0..n {
+                for c in 0..nc {
+                    v.push(sample(c, i) as u16);
+                }
+            }
+            DecodedSamples::U16(v)
+        }
+        (true, true) => {
+            let mut v = Vec::with_capacity(n * nc);
+            for i in 0..n {
+                for c in 0..nc {
+                    v.push(sample(c, i) as i8);
+                }
+            }
+            DecodedSamples::I8(v)
+        }
+        (true, false) => {
+            let mut v = Vec::with_capacity(n * nc);
+            for i in 0..n {
+                for c in 0..nc {
+                    v.push(sample(c, i) as i16);
+                }
+            }
+            DecodedSamples::I16(v)
+        }
+    };
+    Ok(DecodedImage {
+        width: ow as u32,
+        height: oh as u32,
+        components: nc as u8,
+        bits_stored: cs.precision,
+        signed: cs.signed,
+        resolution_levels: main_levels + 1,
+        samples,
+    })
+}

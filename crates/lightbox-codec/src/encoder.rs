@@ -1,0 +1,480 @@
+//! Lossless HTJ2K encoder: sample conversion, RCT, 5/3 DWT, HT code-blocks, packets, markers.
+
+use crate::dwt::{self, Plane};
+use crate::geom::{self, CompCoding};
+use crate::t2::{BitWriter, TagTree};
+use crate::{CodecError, EncodeOptions, ImageDesc, Progression, Samples, ht};
+
+/// Coded data of one code-block (None = all zero, not included).
+type CbData = Option<Vec<u8>>;
+
+fn invalid(m: impl Into<String>) -> CodecError {
+    CodecError::InvalidInput(m.into())
+}
+
+/// Default number of decomposition levels for a `w x h` image.
+pub(crate) fn default_levels(w: u32, h: u32, requested: Option<u8>) -> u8 {
+    let mut need = 0u8;
+    while (w as u64).div_ceil(1 << need) > 64 || (h as u64).div_ceil(1 << need) > 64 {
+        need += 1;
+    }
+    let allowed = 31 - w.min(h).max(1).leading_zeros(); // floor(log2(min))
+    let want = requested
+        .map(|r| r as u32)
+        .unwrap_or_else(|| allowed.min(5));
+    (want.max(need as u32)).min(32) as u8
+}
+
+fn to_planes(
+    desc: &ImageDesc,
+    samples: Samples<'_>,
+    planar: bool,
+) -> Result<Vec<Plane>, CodecError> {
+    let (w, h, nc) = (
+        desc.width as usize,
+        desc.height as usize,
+        desc.components as usize,
+    );
+    let n = w * h;
+    let total = n * nc;
+    let b = desc.bits_stored as u32;
+    let (lo, hi) = if desc.signed {
+        (-(1i64 << (b - 1)), (1i64 << (b - 1)) - 1)
+    } else {
+        (0, (1i64 << b) - 1)
+    };
+    let shift = if desc.signed { 0 } else { 1i32 << (b - 1) };
+    let get: Box<dyn Fn(usize) -> i64 + '_> = match samples {
+        Samples::U8(s) if !desc.signed && s.len() == total => Box::new(move |i| s[i] as i64),
+        Samples::U16(s) if !desc.signed && s.len() == total => Box::new(move |i| s[i] as i64),
+        Samples::I8(s) if desc.signed && s.len() == total => Box::new(move |i| s[i] as i64),
+        Samples::I16(s) if desc.signed && s.len() == total => Box::new(move |i| s[i] as i64),
+        _ => {
+            return Err(invalid(format!(
+                "expected {total} {} samples",
+                if desc.signed { "signed" } else { "unsigned" }
+            )));
+        }
+    };
+    let mut planes = Vec::with_capacity(nc);
+    for c in 0..nc {
+        let mut p = Plane::new(w, h);
+        for (i, d) in p.data.iter_mut().enumerate() {
+            let idx = if planar { c * n + i } else { i * nc + c };
+            let v = get(idx);
+            if v < lo || v > hi {
+                return Err(invalid(format!(
+                    "sample {v} at index {idx} does not fit {b} bits"
+                )));
+            }
+            *d = v as i32 - shift;
+        }
+        planes.push(p);
+    }
+    Ok(planes)
+}
+
+fn rct_forward(planes: &mut [Plane]) {
+    let (a, rest) = planes.split_at_mut(1);
+    let (b, c) = rest.split_at_mut(1);
+    for ((r, g), bb) in a[0]
+        .data
+        .iter_mut()
+        .zip(b[0].data.iter_mut())
+        .zip(c[0].data.iter_mut())
+    {
+        let (rv, gv, bv) = (*r, *g, *bb);
+        *r = (rv + 2 * gv + bv) >> 2;
+        *g = bv - gv;
+        *bb = rv - gv;
+    }
+}
+
+/// Subband planes of one component, indexed [resolution][band].
+type Bands = Vec<Vec<Plane>>;
+
+fn decompose(p: Plane, levels: u8) -> Bands {
+    let mut per_level: Vec<[Plane; 3]> = Vec::new();
+    let mut cur = p;
+    for _ in 0..levels {
+        let lv = dwt::forward_level(cur, 0, 0);
+        per_level.push([lv.hl, lv.lh, lv.hh]);
+        cur = lv.ll;
+    }
+    let mut out: Bands = vec![vec![cur]];
+    for lv in per_level.into_iter().rev() {
+        out.push(lv.into_iter().collect());
+    }
+    out
+}
+
+struct BandCode {
+    blocks: Vec<CbData>,
+    max_mag_bits: u32,
+}
+
+fn encode_band(plane: &Plane, bg: &geom::BandGeom) -> BandCode {
+    let mut blocks = Vec::with_capacity(bg.ncbx * bg.ncby);
+    for j in 0..bg.ncby {
+        for i in 0..bg.ncbx {
+            let x0 = (((bg.cbx0 + i as u64) << bg.cbw).max(bg.x0) - bg.x0) as usize;
+            let x1 = (((bg.cbx0 + i as u64 + 1) << bg.cbw).min(bg.x1) - bg.x0) as usize;
+            let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
+            let y1 = (((bg.cby0 + j as u64 + 1) << bg.cbh).min(bg.y1) - bg.y0) as usize;
+            let off = y0 * plane.w + x0;
+            blocks.push(ht::encode_block(
+                &plane.data[off..],
+                x1 - x0,
+                y1 - y0,
+                plane.w,
+            ));
+        }
+    }
+    let maxv = plane
+        .data
+        .iter()
+        .map(|v| v.unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    BandCode {
+        blocks,
+        max_mag_bits: 32 - maxv.leading_zeros(),
+    }
+}
+
+fn band_gain(kind: u8) -> u32 {
+    match kind {
+        0 => 0,
+        3 => 2,
+        _ => 1,
+    }
+}
+
+fn put16(v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&x.to_be_bytes());
+}
+fn put32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_be_bytes());
+}
+
+pub(crate) fn encode(
+    desc: &ImageDesc,
+    samples: Samples<'_>,
+    opts: &EncodeOptions,
+) -> Result<Vec<u8>, CodecError> {
+    if desc.width == 0 || desc.height == 0 || desc.width > 65535 * 4 || desc.height > 65535 * 4 {
+        return Err(invalid("width and height must be 1..=262140"));
+    }
+    if !(1..=4).contains(&desc.components) {
+        return Err(invalid("components must be 1..=4"));
+    }
+    if !(1..=16).contains(&desc.bits_stored) {
+        return Err(invalid("bits_stored must be 1..=16"));
+    }
+    let (xcb, ycb) = opts.block_size_log2;
+    if !(2..=10).contains(&xcb) || !(2..=10).contains(&ycb) || xcb + ycb > 12 {
+        return Err(invalid(
+            "code-block size exponents must be 2..=10 with sum <= 12",
+        ));
+    }
+    let nc = desc.components as usize;
+    let (w, h) = (desc.width, desc.height);
+    let levels = default_levels(w, h, opts.levels);
+    let mut precincts = Vec::with_capacity(levels as usize + 1);
+    for r in 0..=levels as usize {
+        let pp = if opts.precincts.is_empty() {
+            (15, 15)
+        } else {
+            opts.precincts[r.min(opts.precincts.len() - 1)]
+        };
+        if pp.0 > 15 || pp.1 > 15 || (r > 0 && (pp.0 == 0 || pp.1 == 0)) {
+            return Err(invalid(
+                "precinct exponents must be 0..=15 (>= 1 above the base)",
+            ));
+        }
+        precincts.push(pp);
+    }
+    let cc = CompCoding {
+        levels,
+        xcb,
+        ycb,
+        style: 0x40,
+        transform: 1,
+        precincts,
+    };
+    let mut planes = to_planes(desc, samples, opts.planar)?;
+    let rct = opts.color_transform && nc >= 3;
+    if rct {
+        rct_forward(&mut planes[..3]);
+    }
+    let g = geom::build(0, 0, w as u64, h as u64, &cc);
+
+    // Transform and code every component.
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        opts.threads
+    };
+    let code_comp = |p: Plane| -> Vec<Vec<BandCode>> {
+        let bands = decompose(p, levels);
+        bands
+            .iter()
+            .zip(g.res.iter())
+            .map(|(bs, rg)| {
+                bs.iter()
+                    .zip(rg.bands.iter())
+                    .map(|(p, bg)| encode_band(p, bg))
+                    .collect()
+            })
+            .collect()
+    };
+    let coded: Vec<Vec<Vec<BandCode>>> = if threads > 1 && nc > 1 {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = planes
+                .into_iter()
+                .map(|p| s.spawn(move || code_comp(p)))
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("encoder thread panicked"))
+                .collect()
+        })
+    } else {
+        planes.into_iter().map(code_comp).collect()
+    };
+
+    // Quantization exponents and guard bits (chosen so that no magnitude exceeds M_b).
+    let base_b = desc.bits_stored as u32 + rct as u32;
+    let nbands = 1 + 3 * levels as usize;
+    let mut eps = vec![0u32; nbands];
+    for rg in &g.res {
+        for bg in &rg.bands {
+            eps[bg.qcd_index] = base_b + band_gain(bg.kind);
+        }
+    }
+    let mut guard = 1u32;
+    for comp in &coded {
+        for (rg, bands) in g.res.iter().zip(comp.iter()) {
+            for (bg, bc) in rg.bands.iter().zip(bands.iter()) {
+                let e = eps[bg.qcd_index];
+                if bc.max_mag_bits + 1 > guard + e {
+                    guard = bc.max_mag_bits + 1 - e;
+                }
+            }
+        }
+    }
+    if guard > 7 || eps.iter().any(|&e| e > 31) {
+        return Err(invalid("dynamic range too large"));
+    }
+    let mb = |qi: usize| guard + eps[qi] - 1;
+
+    // Packets.
+    let packet = |c: usize, r: usize, pi: usize| -> Vec<u8> {
+        let rg = &g.res[r];
+        let (i, j) = (pi % rg.npx.max(1), pi / rg.npx.max(1));
+        let mut bw = BitWriter::new();
+        let mut body = Vec::new();
+        let mut any = false;
+        let mut ranges = Vec::new();
+        for (b, _) in rg.bands.iter().enumerate() {
+            let (cx0, cx1, cy0, cy1) = rg.precinct_cbs(r, b, i, j);
+            ranges.push((cx0, cx1, cy0, cy1));
+            let bc = &coded[c][r][b];
+            for y in cy0..cy1 {
+                for x in cx0..cx1 {
+                    if bc.blocks[y * rg.bands[b].ncbx + x].is_some() {
+                        any = true;
+                    }
+                }
+            }
+        }
+        if !any {
+            bw.bit(0);
+            return bw.finish();
+        }
+        bw.bit(1);
+        for (b, bg) in rg.bands.iter().enumerate() {
+            let (cx0, cx1, cy0, cy1) = ranges[b];
+            let (tw, th) = (cx1 - cx0, cy1 - cy0);
+            if tw == 0 || th == 0 {
+                continue;
+            }
+            let bc = &coded[c][r][b];
+            let p = mb(bg.qcd_index) - 1;
+            let mut incl = vec![1u32; tw * th];
+            let mut zbp = vec![u32::MAX; tw * th];
+            for y in 0..th {
+                for x in 0..tw {
+                    if bc.blocks[(cy0 + y) * bg.ncbx + cx0 + x].is_some() {
+                        incl[y * tw + x] = 0;
+                        zbp[y * tw + x] = p;
+                    }
+                }
+            }
+            let mut t_incl = TagTree::new(tw, th, 0);
+            t_incl.set_leaves(&incl);
+            let mut t_zbp = TagTree::new(tw, th, 0);
+            t_zbp.set_leaves(&zbp);
+            for y in 0..th {
+                for x in 0..tw {
+                    t_incl.encode(x, y, 1, &mut bw);
+                    if let Some(data) = &bc.blocks[(cy0 + y) * bg.ncbx + cx0 + x] {
+                        t_zbp.encode(x, y, p + 1, &mut bw);
+                        bw.bit(0); // one coding pass
+                        let len = data.len() as u32;
+                        let nbits = 32 - len.leading_zeros();
+                        let k = nbits.saturating_sub(3);
+                        for _ in 0..k {
+                            bw.bit(1);
+                        }
+                        bw.bit(0);
+                        bw.bits(len, 3 + k);
+                        body.extend_from_slice(data);
+                    }
+                }
+            }
+        }
+        let mut out = bw.finish();
+        out.extend_from_slice(&body);
+        out
+    };
+
+    // Packet order.
+    struct Pk {
+        key: (u64, u64, u64, u64),
+        c: usize,
+        r: usize,
+        p: usize,
+    }
+    let mut pks = Vec::new();
+    for c in 0..nc {
+        for (r, rg) in g.res.iter().enumerate() {
+            for pi in 0..rg.npx * rg.npy {
+                let (i, j) = (pi % rg.npx, pi / rg.npx);
+                let (px, py) = rg.precinct_pos(levels, r, i, j);
+                let (c64, r64, p64) = (c as u64, r as u64, pi as u64);
+                let key = match opts.progression {
+                    Progression::Lrcp => (r64, c64, p64, 0),
+                    Progression::Rlcp => (r64, c64, p64, 0),
+                    Progression::Rpcl => (r64, py, px, c64),
+                    Progression::Pcrl => (py, px, c64, r64),
+                    Progression::Cprl => (c64, py, px, r64),
+                };
+                pks.push(Pk { key, c, r, p: pi });
+            }
+        }
+    }
+    pks.sort_by_key(|p| p.key);
+
+    // Tile-parts: one per resolution for RPCL (if asked), else one.
+    let split = opts.tile_part_per_resolution && opts.progression == Progression::Rpcl;
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut cur_r = usize::MAX;
+    for pk in &pks {
+        if parts.is_empty() || (split && pk.r != cur_r) {
+            parts.push(Vec::new());
+            cur_r = pk.r;
+        }
+        let bytes = packet(pk.c, pk.r, pk.p);
+        parts.last_mut().expect("part").extend_from_slice(&bytes);
+    }
+    if parts.is_empty() {
+        parts.push(Vec::new());
+    }
+    if parts.len() > 255 {
+        return Err(invalid("too many tile-parts"));
+    }
+
+    // Main header.
+    let mut out = Vec::new();
+    put16(&mut out, 0xFF4F);
+    // SIZ
+    put16(&mut out, 0xFF51);
+    put16(&mut out, (38 + 3 * nc) as u16);
+    put16(&mut out, 0x4000); // Rsiz: CAP present (Part 15)
+    put32(&mut out, w);
+    put32(&mut out, h);
+    put32(&mut out, 0);
+    put32(&mut out, 0);
+    put32(&mut out, w);
+    put32(&mut out, h);
+    put32(&mut out, 0);
+    put32(&mut out, 0);
+    put16(&mut out, nc as u16);
+    for _ in 0..nc {
+        out.push(((desc.signed as u8) << 7) | (desc.bits_stored - 1));
+        out.push(1);
+        out.push(1);
+    }
+    // CAP
+    let max_mb = (0..nbands).map(mb).max().unwrap_or(1);
+    let magb = if max_mb <= 8 {
+        0
+    } else if max_mb < 28 {
+        max_mb - 8
+    } else if max_mb < 48 {
+        13 + (max_mb >> 2)
+    } else {
+        31
+    };
+    put16(&mut out, 0xFF50);
+    put16(&mut out, 8);
+    put32(&mut out, 0x0002_0000);
+    put16(&mut out, magb as u16);
+    // COD
+    let custom = !opts.precincts.is_empty();
+    put16(&mut out, 0xFF52);
+    put16(&mut out, 12 + if custom { levels as u16 + 1 } else { 0 });
+    out.push(custom as u8);
+    out.push(match opts.progression {
+        Progression::Lrcp => 0,
+        Progression::Rlcp => 1,
+        Progression::Rpcl => 2,
+        Progression::Pcrl => 3,
+        Progression::Cprl => 4,
+    });
+    put16(&mut out, 1);
+    out.push(rct as u8);
+    out.push(levels);
+    out.push(xcb - 2);
+    out.push(ycb - 2);
+    out.push(0x40);
+    out.push(1);
+    if custom {
+        for &(px, py) in &cc.precincts {
+            out.push(px | (py << 4));
+        }
+    }
+    // QCD
+    put16(&mut out, 0xFF5C);
+    put16(&mut out, 3 + nbands as u16);
+    out.push((guard << 5) as u8);
+    for &e in &eps {
+        out.push((e << 3) as u8);
+    }
+    // TLM
+    if opts.tlm {
+        put16(&mut out, 0xFF55);
+        put16(&mut out, (4 + 6 * parts.len()) as u16);
+        out.push(0);
+        out.push(0x60); // 16-bit Ttlm, 32-bit Ptlm
+        for part in &parts {
+            put16(&mut out, 0);
+            put32(&mut out, (14 + part.len()) as u32);
+        }
+    }
+    let tn = parts.len();
+    for (i, part) in parts.iter().enumerate() {
+        put16(&mut out, 0xFF90);
+        put16(&mut out, 10);
+        put16(&mut out, 0);
+        put32(&mut out, (14 + part.len()) as u32);
+        out.push(i as u8);
+        out.push(tn as u8);
+        put16(&mut out, 0xFF93);
+        out.extend_from_slice(part);
+    }
+    put16(&mut out, 0xFFD9);
+    Ok(out)
+}
