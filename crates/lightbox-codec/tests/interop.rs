@@ -1,0 +1,426 @@
+//! Interoperability with independent codecs: OpenJPH (ojph_compress / ojph_expand, Debian
+//! 0.9, and 0.26 via imagecodecs) and OpenJPEG (opj_decompress 2.5, and imagecodecs).
+//! With LIGHTBOX_REQUIRE_ORACLES=1 a missing tool fails the test instead of skipping it.
+
+mod common;
+
+use common::*;
+use lightbox_codec::*;
+use std::path::Path;
+
+const SIZES: &[(u32, u32)] = &[
+    (1, 1),
+    (1, 13),
+    (13, 1),
+    (3, 2),
+    (2, 130),
+    (64, 64),
+    (65, 67),
+    (200, 31),
+    (129, 300),
+];
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Our codestreams decode bit-exact in ojph_expand and opj_decompress (unsigned data).
+#[test]
+fn ours_decoded_by_openjph_and_openjpeg() {
+    if !have_tools(
+        "ours_decoded_by_openjph_and_openjpeg",
+        &["ojph_expand", "opj_decompress"],
+    ) {
+        return;
+    }
+    let dir = tmp_dir("ours_to_oracles");
+    let mut cases = Vec::new();
+    for &(w, h) in SIZES {
+        for bits in [1u8, 2, 7, 8, 9, 12, 14, 15, 16] {
+            cases.push((w, h, 1u8, bits));
+        }
+        for bits in [8u8, 12, 16] {
+            cases.push((w, h, 3u8, bits));
+        }
+    }
+    for (k, &(w, h, comps, bits)) in cases.iter().enumerate() {
+        let desc = ImageDesc {
+            width: w,
+            height: h,
+            components: comps,
+            bits_stored: bits,
+            signed: false,
+        };
+        let v = synth(w, h, comps, bits, false, k as u64 + 7);
+        let j2c = encode_i32(&desc, &v, &EncodeOptions::default());
+        let what = format!("{w}x{h}x{comps} {bits}-bit");
+        let img = decode(&j2c, &DecodeOptions::default()).expect("self decode");
+        assert_same(&format!("{what} self"), &decoded_i32(&img.samples), &v);
+        let jf = dir.join(format!("c{k}.j2c"));
+        std::fs::write(&jf, &j2c).unwrap();
+        let ext = if comps == 3 { "ppm" } else { "pgm" };
+        let of = dir.join(format!("c{k}.ojph.{ext}"));
+        run("ojph_expand", &["-i", p(&jf), "-o", p(&of)]);
+        assert_same(&format!("{what} ojph_expand"), &read_pnm_i32(&of), &v);
+        let pf = dir.join(format!("c{k}.opj.rawl"));
+        run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+        let mut got = read_rawl(&pf, bits);
+        if comps == 3 {
+            // opj writes planar raw files.
+            let n = (w * h) as usize;
+            got = (0..n * 3).map(|i| got[(i % 3) * n + i / 3]).collect();
+        }
+        assert_same(&format!("{what} opj_decompress"), &got, &v);
+    }
+}
+
+/// Codestreams written by ojph_compress with many option combinations decode bit-exact in ours.
+#[test]
+fn openjph_streams_decoded_by_us() {
+    if !have_tools("openjph_streams_decoded_by_us", &["ojph_compress"]) {
+        return;
+    }
+    let dir = tmp_dir("ojph_to_ours");
+    let variants: &[&[&str]] = &[
+        &[],
+        &["-num_decomps", "0"],
+        &["-num_decomps", "1"],
+        &["-num_decomps", "8"],
+        &["-block_size", "{32,32}"],
+        &["-block_size", "{16,64}"],
+        &["-block_size", "{64,16}"],
+        &["-block_size", "{4,8}"],
+        &["-prog_order", "LRCP"],
+        &["-prog_order", "RLCP"],
+        &["-prog_order", "PCRL"],
+        &["-prog_order", "CPRL"],
+        &["-precincts", "{32,32},{64,64},{128,128}"],
+        &[
+            "-precincts",
+            "{16,16}",
+            "-block_size",
+            "{8,8}",
+            "-prog_order",
+            "PCRL",
+        ],
+        &["-tile_size", "{64,48}"],
+        &[
+            "-tile_size",
+            "{50,50}",
+            "-tile_offset",
+            "{3,5}",
+            "-image_offset",
+            "{10,7}",
+        ],
+        &["-colour_trans", "false"],
+    ];
+    let images = [
+        (131u32, 97u32, 1u8, 12u8),
+        (70, 45, 3, 8),
+        (257, 33, 1, 16),
+        (33, 257, 3, 10),
+    ];
+    for (ii, &(w, h, comps, bits)) in images.iter().enumerate() {
+        let v = synth(w, h, comps, bits, false, 99 + ii as u64);
+        let ext = if comps == 3 { "ppm" } else { "pgm" };
+        let src = dir.join(format!("img{ii}.{ext}"));
+        write_pnm_i32(&src, w, h, comps, bits, &v);
+        for (vi, extra) in variants.iter().enumerate() {
+            if comps == 1 && extra.contains(&"-colour_trans") {
+                continue;
+            }
+            let jf = dir.join(format!("img{ii}_v{vi}.j2c"));
+            let mut args = vec!["-i", p(&src), "-o", p(&jf), "-reversible", "true"];
+            args.extend_from_slice(extra);
+            run("ojph_compress", &args);
+            let j2c = std::fs::read(&jf).unwrap();
+            let img = decode(&j2c, &DecodeOptions::default())
+                .unwrap_or_else(|e| panic!("image {ii} variant {extra:?}: {e}"));
+            let offset = extra.contains(&"-image_offset");
+            if !offset {
+                assert_eq!((img.width, img.height), (w, h));
+                assert_same(
+                    &format!("image {ii} variant {extra:?}"),
+                    &decoded_i32(&img.samples),
+                    &v,
+                );
+            } else {
+                // The image area starts at (10, 7) of the reference grid; ojph reads the
+                // file as the area itself.
+                assert_eq!((img.width, img.height), (w, h), "offset image size");
+                assert_same(
+                    &format!("image {ii} variant {extra:?}"),
+                    &decoded_i32(&img.samples),
+                    &v,
+                );
+            }
+        }
+    }
+}
+
+/// Reduced-resolution decoding matches opj_decompress -r and ojph_expand -skip_res, and the
+/// per-level checksums equal CRC-32 of those oracle outputs.
+#[test]
+fn reduced_resolutions_and_checksums_match_oracles() {
+    if !have_tools(
+        "reduced_resolutions",
+        &["ojph_expand", "opj_decompress", "ojph_compress"],
+    ) {
+        return;
+    }
+    let dir = tmp_dir("reduced");
+    for (k, &(w, h, comps, bits)) in [
+        (300u32, 211u32, 1u8, 12u8),
+        (97, 64, 3, 8),
+        (1000, 9, 1, 16),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let desc = ImageDesc {
+            width: w,
+            height: h,
+            components: comps,
+            bits_stored: bits,
+            signed: false,
+        };
+        let v = synth(w, h, comps, bits, false, 5 + k as u64);
+        let ext = if comps == 3 { "ppm" } else { "pgm" };
+        let ours = encode_i32(&desc, &v, &EncodeOptions::default());
+        let src = dir.join(format!("s{k}.{ext}"));
+        write_pnm_i32(&src, w, h, comps, bits, &v);
+        let theirs_f = dir.join(format!("s{k}.ojph.j2c"));
+        run(
+            "ojph_compress",
+            &["-i", p(&src), "-o", p(&theirs_f), "-reversible", "true"],
+        );
+        let theirs = std::fs::read(&theirs_f).unwrap();
+        for (si, stream) in [ours, theirs].iter().enumerate() {
+            let jf = dir.join(format!("s{k}_{si}.j2c"));
+            std::fs::write(&jf, stream).unwrap();
+            let inf = info(stream).unwrap();
+            let sums = resolution_checksums(stream, &DecodeOptions::default()).unwrap();
+            assert_eq!(sums.len(), inf.resolution_levels as usize);
+            for skip in 0..inf.resolution_levels {
+                let keep = inf.resolution_levels - skip;
+                let img = decode(
+                    stream,
+                    &DecodeOptions {
+                        max_resolution_levels: Some(keep),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+                let mine = decoded_i32(&img.samples);
+                let what = format!("image {k} stream {si} skip {skip}");
+                let of = dir.join(format!("s{k}_{si}_{skip}.{ext}"));
+                let skip_s = format!("{skip},{skip}");
+                run(
+                    "ojph_expand",
+                    &["-i", p(&jf), "-o", p(&of), "-skip_res", &skip_s],
+                );
+                let want = read_pnm_i32(&of);
+                assert_same(&format!("{what} ojph_expand"), &mine, &want);
+                if skip < 6 {
+                    let pf = dir.join(format!("s{k}_{si}_{skip}.opj.{ext}"));
+                    let r = skip.to_string();
+                    run("opj_decompress", &["-i", p(&jf), "-o", p(&pf), "-r", &r]);
+                    assert_same(&format!("{what} opj_decompress"), &read_pnm_i32(&pf), &mine);
+                }
+                let sum = &sums[keep as usize - 1];
+                assert_eq!((sum.width, sum.height), (img.width, img.height), "{what}");
+                let mut bytes = Vec::new();
+                for &x in &want {
+                    if bits <= 8 {
+                        bytes.push(x as u8);
+                    } else {
+                        bytes.extend_from_slice(&(x as u16).to_le_bytes());
+                    }
+                }
+                assert_eq!(sum.crc32, crc32fast::hash(&bytes), "{what} crc");
+            }
+        }
+    }
+}
+
+/// Signed data: ours decoded by opj_decompress (raw output) and by OpenJPH 0.26 / OpenJPEG via
+/// imagecodecs; imagecodecs' (OpenJPH 0.26) signed streams decoded by ours.
+#[test]
+fn signed_interop() {
+    if !have_tools("signed_interop", &["opj_decompress"]) {
+        return;
+    }
+    let Some(py) = venv_python("signed_interop") else {
+        return;
+    };
+    let dir = tmp_dir("signed");
+    let mut names = Vec::new();
+    for (k, &(w, h)) in SIZES.iter().enumerate() {
+        for bits in [2u8, 8, 12, 16] {
+            let name = format!("s{k}_{bits}");
+            let desc = ImageDesc {
+                width: w,
+                height: h,
+                components: 1,
+                bits_stored: bits,
+                signed: true,
+            };
+            let v = synth(w, h, 1, bits, true, 1000 + k as u64);
+            let j2c = encode_i32(&desc, &v, &EncodeOptions::default());
+            let jf = dir.join(format!("{name}.ours.j2c"));
+            std::fs::write(&jf, &j2c).unwrap();
+            write_raw(&dir.join(format!("{name}.raw")), bits, &v);
+            std::fs::write(
+                dir.join(format!("{name}.json")),
+                format!(
+                    r#"{{"width":{w},"height":{h},"components":1,"bits":{bits},"signed":true}}"#
+                ),
+            )
+            .unwrap();
+            let pf = dir.join(format!("{name}.opj.rawl"));
+            run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+            let mask = (1i32 << bits) - 1;
+            let got = read_rawl(&pf, bits);
+            let want: Vec<i32> = v.iter().map(|&x| x & mask).collect();
+            let got: Vec<i32> = got.iter().map(|&x| x & mask).collect();
+            assert_same(&format!("{name} opj_decompress"), &got, &want);
+            names.push((name, v));
+        }
+    }
+    let script = workspace_root().join("scripts/codec-corpus.py");
+    let out = run(p(&py), &[p(&script), "check", p(&dir)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("FAIL"), "python oracles: {text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("OK")).count(),
+        2 * names.len(),
+        "{text}"
+    );
+    run(p(&py), &[p(&script), "encode", p(&dir)]);
+    for (name, v) in &names {
+        let theirs = std::fs::read(dir.join(format!("{name}.ic.j2c"))).unwrap();
+        let img = decode(&theirs, &DecodeOptions::default()).unwrap();
+        assert_same(
+            &format!("{name} imagecodecs -> ours"),
+            &decoded_i32(&img.samples),
+            v,
+        );
+    }
+}
+
+/// Real DICOM pixel data (pydicom test files: CT/MR signed 16-bit, 12-bit signed and unsigned,
+/// 10-, 14-, 15-bit radiographs, 8- and 16-bit RGB, 1-bit segmentation), both directions.
+#[test]
+fn real_dicom_corpus() {
+    if !have_tools(
+        "real_dicom_corpus",
+        &["ojph_expand", "ojph_compress", "opj_decompress"],
+    ) {
+        return;
+    }
+    let Some(py) = venv_python("real_dicom_corpus") else {
+        return;
+    };
+    let dir = tmp_dir("dicom");
+    let script = workspace_root().join("scripts/codec-corpus.py");
+    run(p(&py), &[p(&script), "extract", p(&dir)]);
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let mut count = 0;
+    for entry in manifest.split('{').skip(1) {
+        let field = |k: &str| -> String {
+            let i = entry
+                .find(&format!("\"{k}\": "))
+                .unwrap_or_else(|| panic!("{k} in {entry}"))
+                + k.len()
+                + 4;
+            entry[i..]
+                .split([',', '}', '\n'])
+                .next()
+                .unwrap()
+                .trim()
+                .trim_matches('"')
+                .to_string()
+        };
+        let name = field("name");
+        let w: u32 = field("width").parse().unwrap();
+        let h: u32 = field("height").parse().unwrap();
+        let comps: u8 = field("components").parse().unwrap();
+        let bits: u8 = field("bits").parse().unwrap();
+        let signed = field("signed") == "true";
+        let raw = std::fs::read(dir.join(format!("{name}.raw"))).unwrap();
+        let v: Vec<i32> = match (signed, bits <= 8) {
+            (false, true) => raw.iter().map(|&b| b as i32).collect(),
+            (true, true) => raw.iter().map(|&b| b as i8 as i32).collect(),
+            (false, false) => raw
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]) as i32)
+                .collect(),
+            (true, false) => raw
+                .chunks(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]) as i32)
+                .collect(),
+        };
+        let desc = ImageDesc {
+            width: w,
+            height: h,
+            components: comps,
+            bits_stored: bits,
+            signed,
+        };
+        let j2c = encode_i32(&desc, &v, &EncodeOptions::default());
+        let inf = info(&j2c).unwrap();
+        assert!(inf.cap_part15 && inf.has_tlm && inf.progression == Progression::Rpcl);
+        let jf = dir.join(format!("{name}.ours.j2c"));
+        std::fs::write(&jf, &j2c).unwrap();
+        let img = decode(&j2c, &DecodeOptions::default()).unwrap();
+        assert_same(&format!("{name} self"), &decoded_i32(&img.samples), &v);
+        // OpenJPH 0.26 (imagecodecs) stream -> ours.
+        let theirs = std::fs::read(dir.join(format!("{name}.ic.j2c"))).unwrap();
+        let img = decode(&theirs, &DecodeOptions::default()).unwrap();
+        assert_same(
+            &format!("{name} imagecodecs -> ours"),
+            &decoded_i32(&img.samples),
+            &v,
+        );
+        // opj_decompress (Debian OpenJPEG 2.5.0).
+        let pf = dir.join(format!("{name}.opj.rawl"));
+        run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+        let mask = (1i32 << bits) - 1;
+        let n = (w * h) as usize;
+        let got = read_rawl(&pf, bits);
+        let got: Vec<i32> = (0..n * comps as usize)
+            .map(|i| got[(i % comps as usize) * n + i / comps as usize] & mask)
+            .collect();
+        let want: Vec<i32> = v.iter().map(|&x| x & mask).collect();
+        assert_same(&format!("{name} opj_decompress"), &got, &want);
+        if !signed {
+            let ext = if comps == 3 { "ppm" } else { "pgm" };
+            let of = dir.join(format!("{name}.ojph.{ext}"));
+            run("ojph_expand", &["-i", p(&jf), "-o", p(&of)]);
+            assert_same(&format!("{name} ojph_expand"), &read_pnm_i32(&of), &v);
+            let src = dir.join(format!("{name}.{ext}"));
+            std::fs::copy(dir.join(format!("{name}.pnm")), &src).unwrap();
+            let tf = dir.join(format!("{name}.ojph.j2c"));
+            run(
+                "ojph_compress",
+                &["-i", p(&src), "-o", p(&tf), "-reversible", "true"],
+            );
+            let img = decode(&std::fs::read(&tf).unwrap(), &DecodeOptions::default()).unwrap();
+            assert_same(
+                &format!("{name} ojph_compress -> ours"),
+                &decoded_i32(&img.samples),
+                &v,
+            );
+        }
+        count += 1;
+    }
+    assert!(count >= 12, "corpus too small: {count}");
+    let out = run(p(&py), &[p(&script), "check", p(&dir)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("FAIL"), "python oracles: {text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("OK")).count(),
+        2 * count,
+        "{text}"
+    );
+}
