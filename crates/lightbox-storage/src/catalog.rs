@@ -24,6 +24,8 @@ pub struct NewDatastore {
     pub datastore: Datastore,
     /// Data stores that are not DELETED may not exceed this count.
     pub quota: u32,
+    /// Tags applied in the same transaction as the insert.
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

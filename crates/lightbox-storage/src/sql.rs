@@ -293,6 +293,15 @@ impl Catalog for SqlCatalog {
         .bind(d.request_fingerprint.as_str())
         .execute(&mut *tx)
         .await?;
+        let resource = ResourceRef::Datastore(d.id.clone()).path();
+        for (k, v) in &new.tags {
+            sqlx::query("INSERT INTO tags (resource, tag_key, tag_value) VALUES ($1, $2, $3)")
+                .bind(resource.as_str())
+                .bind(k.as_str())
+                .bind(v.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(CreateDatastoreOutcome::Created(d))
     }

@@ -1,1 +1,147 @@
-//! lightbox (placeholder while the crate is being written).
+//! Lightbox as a library: configuration, wiring of storage, service and API, and a running
+//! server handle. The binary (`main.rs`) and the test suites start servers through `start`.
+
+mod config;
+
+pub use config::{Config, DEFAULT_LISTEN, parse_credentials};
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use lightbox_api::ApiState;
+use lightbox_service::{Service, ServiceConfig, SystemClock};
+use lightbox_storage::{ObjectBlobStore, SqlCatalog};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The credentials that work when none are configured, on loopback listeners only.
+pub const DEFAULT_CREDENTIALS: (&str, &str) = ("test", "test");
+
+/// A running Lightbox server.
+pub struct Server {
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    background: JoinHandle<()>,
+}
+
+impl Server {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://ADDR:PORT`, the endpoint URL clients use.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// Stops accepting requests, lets in-flight requests finish, stops background work.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.http.await.context("HTTP task panicked")??;
+        self.background.await.context("background task panicked")?;
+        Ok(())
+    }
+}
+
+/// Opens storage in `config.data_dir`, binds `config.listen` and starts serving.
+pub async fn start(config: Config) -> anyhow::Result<Server> {
+    let credentials = effective_credentials(&config)?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
+    let catalog = SqlCatalog::open_sqlite_file(&config.data_dir.join("catalog.db"))
+        .await
+        .context("cannot open the catalog")?;
+    let blobs = ObjectBlobStore::local(&config.data_dir.join("blobs"))
+        .context("cannot open the blob store")?;
+    let service = Arc::new(
+        Service::new(
+            Arc::new(catalog),
+            Arc::new(blobs),
+            ServiceConfig {
+                region: config.region.clone(),
+                account_id: config.account_id.clone(),
+                max_datastores: config.max_datastores,
+                transition_delay: config.transition_delay,
+                ..ServiceConfig::default()
+            },
+            Arc::new(SystemClock),
+        )
+        .await
+        .context("cannot start the service")?,
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local_addr = listener.local_addr()?;
+    let app = lightbox_api::router(Arc::new(ApiState {
+        service: service.clone(),
+        credentials,
+        max_request_body: config.max_request_body,
+    }));
+
+    let (shutdown, rx) = watch::channel(false);
+    let mut http_rx = rx.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_rx.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let background = tokio::spawn(service.run_background(rx));
+    tracing::info!(%local_addr, "serving");
+    Ok(Server {
+        local_addr,
+        shutdown,
+        http,
+        background,
+    })
+}
+
+/// The configured credentials, or the development default on a loopback listener.
+fn effective_credentials(config: &Config) -> anyhow::Result<HashMap<String, String>> {
+    if !config.credentials.is_empty() {
+        return Ok(config.credentials.iter().cloned().collect());
+    }
+    if !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {} with the default development credentials: they only work \
+             on a loopback address. Configure access keys with --credentials AKID:SECRET \
+             (or LIGHTBOX_CREDENTIALS), or listen on 127.0.0.1.",
+            config.listen
+        );
+    }
+    let (k, s) = DEFAULT_CREDENTIALS;
+    Ok(HashMap::from([(k.to_owned(), s.to_owned())]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refuses_default_credentials_off_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.listen = "0.0.0.0:0".parse().unwrap();
+        let err = start(config).await.err().expect("must refuse");
+        assert!(err.to_string().contains("loopback"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn configured_credentials_allow_any_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.listen = "0.0.0.0:0".parse().unwrap();
+        config.credentials = vec![("AKIDPROD".into(), "s3cret".into())];
+        let server = start(config).await.unwrap();
+        server.shutdown().await.unwrap();
+    }
+}

@@ -29,6 +29,7 @@ async fn create(c: &dyn Catalog, d: Datastore, quota: u32) -> CreateDatastoreOut
     c.create_datastore(NewDatastore {
         datastore: d,
         quota,
+        tags: vec![],
     })
     .await
     .expect("create_datastore")
@@ -311,6 +312,21 @@ async fn delete_guards(c: &dyn Catalog) {
 }
 
 async fn tags(c: &dyn Catalog) {
+    let with_tags = datastore("born-tagged", "tok-born-tagged", 89_000);
+    c.create_datastore(NewDatastore {
+        datastore: with_tags.clone(),
+        quota: 100,
+        tags: vec![("env".into(), "dev".into())],
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        c.list_tags(&ResourceRef::Datastore(with_tags.id))
+            .await
+            .unwrap(),
+        Some(vec![("env".to_string(), "dev".to_string())]),
+        "tags given at creation are stored with the data store"
+    );
     let d = datastore("tagged", "tok-tagged", 90_000);
     create(c, d.clone(), 100).await;
     let r = ResourceRef::Datastore(d.id.clone());

@@ -1,0 +1,178 @@
+//! The HTTP pipeline: body limits, request ids, SigV4, routing, decoding, dispatch, rendering
+//! and one structured log line per request (request id, operation, status, latency; never
+//! paths, bodies or anything else that could carry patient data).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use lightbox_service::Service;
+
+use crate::error::ApiError;
+use crate::input::Input;
+use crate::ops::{self, Output};
+use crate::router::{self, NoRoute};
+
+/// What the HTTP layer needs.
+pub struct ApiState {
+    pub service: Arc<Service>,
+    /// Access key id → secret access key.
+    pub credentials: HashMap<String, String>,
+    /// Largest accepted request body in bytes.
+    pub max_request_body: usize,
+}
+
+/// The axum router serving every path through the pipeline.
+pub fn router(state: Arc<ApiState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+async fn handle(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Response {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let method = req.method().clone();
+    let (operation, result) = process(&state, req).await;
+    let mut response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(cause) = &e.internal_cause {
+                tracing::error!(request_id, operation, cause, "internal error");
+            }
+            e.into_response_with_id(&request_id)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    let status = response.status().as_u16();
+    let error_type = response
+        .headers()
+        .get("x-amzn-ErrorType")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info!(
+        request_id,
+        method = %method,
+        operation,
+        status,
+        error_type,
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn process(
+    state: &ApiState,
+    req: Request<Body>,
+) -> (&'static str, Result<Response, ApiError>) {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, state.max_request_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return (
+                "-",
+                Err(ApiError::new(
+                    413,
+                    "RequestEntityTooLargeException",
+                    format!(
+                        "Request body exceeds the maximum of {} bytes",
+                        state.max_request_body
+                    ),
+                )),
+            );
+        }
+        Err(_) => {
+            return (
+                "-",
+                Err(ApiError::serialization(
+                    "The request body could not be read completely".into(),
+                )),
+            );
+        }
+    };
+
+    let mut headers = parts.headers.clone();
+    if !headers.contains_key(http::header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(http::header::HOST, v);
+    }
+    let sig_request = lightbox_sigv4::Request {
+        method: parts.method.as_str(),
+        raw_path: parts.uri.path(),
+        raw_query: parts.uri.query(),
+        headers: &headers,
+        body: &body,
+    };
+    if let Err(e) = lightbox_sigv4::verify(
+        &sig_request,
+        &state.credentials,
+        "medical-imaging",
+        SystemTime::now(),
+    ) {
+        return ("-", Err(e.into()));
+    }
+
+    let matched = match router::route(parts.method.as_str(), parts.uri.path()) {
+        Ok(m) => m,
+        Err(NoRoute::MethodNotAllowed) => {
+            return (
+                "-",
+                Err(ApiError::new(
+                    405,
+                    "UnknownOperationException",
+                    format!("Method {} is not allowed on this resource", parts.method),
+                )),
+            );
+        }
+        Err(NoRoute::NotFound) => {
+            return (
+                "-",
+                Err(ApiError::new(
+                    404,
+                    "UnknownOperationException",
+                    "No HealthImaging operation matches this method and path",
+                )),
+            );
+        }
+    };
+    let operation = matched.operation;
+    let input = match crate::decode::decode(operation, &matched.labels, parts.uri.query(), &body) {
+        Ok(i) => i,
+        Err(e) => return (operation, Err(e)),
+    };
+    let handler = ops::handler(operation);
+    let result = handler(state.service.clone(), Input(input))
+        .await
+        .and_then(|out| render(operation, out));
+    (operation, result)
+}
+
+fn render(operation: &str, output: Output) -> Result<Response, ApiError> {
+    match output {
+        Output::Json(v) => {
+            if cfg!(debug_assertions) {
+                let errors = crate::decode::validate_output(operation, &v);
+                if !errors.is_empty() {
+                    return Err(ApiError::internal(format!(
+                        "{operation} response breaks the model: {}",
+                        errors.join("; ")
+                    )));
+                }
+            }
+            let mut resp = (StatusCode::OK, v.to_string()).into_response();
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(resp)
+        }
+    }
+}

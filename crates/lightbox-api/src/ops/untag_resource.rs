@@ -1,0 +1,19 @@
+//! UntagResource: `DELETE /tags/{resourceArn}?tagKeys=k1&tagKeys=k2`.
+
+use std::sync::Arc;
+
+use lightbox_service::Service;
+use serde_json::json;
+
+use super::Output;
+use crate::error::ApiError;
+use crate::input::Input;
+
+pub async fn handle(svc: Arc<Service>, input: Input) -> Result<Output, ApiError> {
+    svc.untag_resource(
+        input.required_str("resourceArn")?,
+        input.string_list("tagKeys"),
+    )
+    .await?;
+    Ok(Output::Json(json!({})))
+}

@@ -1,0 +1,114 @@
+//! The `lightbox` command: `lightbox serve` runs the HealthImaging-compatible server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use lightbox::{Config, DEFAULT_LISTEN, parse_credentials};
+
+#[derive(Parser)]
+#[command(
+    name = "lightbox",
+    version,
+    about = "An AWS HealthImaging-compatible medical imaging store"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the AWS HealthImaging API.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, env = "LIGHTBOX_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Directory holding the catalog (SQLite) and blobs.
+    #[arg(long, env = "LIGHTBOX_DATA_DIR", default_value = "./lightbox-data")]
+    data_dir: PathBuf,
+    /// Region named in ARNs.
+    #[arg(long, env = "LIGHTBOX_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Account id named in ARNs (12 digits).
+    #[arg(long, env = "LIGHTBOX_ACCOUNT_ID", default_value = "000000000000", value_parser = parse_account_id)]
+    account_id: String,
+    /// Access keys as AKID:SECRET[,AKID2:SECRET2]. Without it, test/test works on loopback only.
+    #[arg(long, env = "LIGHTBOX_CREDENTIALS", value_parser = parse_credentials, hide_env_values = true)]
+    credentials: Option<Vec<(String, String)>>,
+    /// Maximum number of data stores (not counting DELETED ones).
+    #[arg(long, env = "LIGHTBOX_MAX_DATASTORES", default_value_t = 100)]
+    max_datastores: u32,
+    /// Milliseconds a data store stays CREATING or DELETING.
+    #[arg(long, env = "LIGHTBOX_TRANSITION_DELAY_MS", default_value_t = 500)]
+    transition_delay_ms: u64,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "LIGHTBOX_MAX_REQUEST_BODY", default_value_t = 16 * 1024 * 1024)]
+    max_request_body: usize,
+}
+
+fn parse_account_id(s: &str) -> Result<String, String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_owned())
+    } else {
+        Err("an account id is 12 digits".into())
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIGHTBOX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lightbox: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        region: args.region,
+        account_id: args.account_id,
+        credentials: args.credentials.unwrap_or_default(),
+        max_datastores: args.max_datastores,
+        transition_delay: Duration::from_millis(args.transition_delay_ms),
+        max_request_body: args.max_request_body,
+    };
+    let server = lightbox::start(config).await?;
+    println!(
+        "Lightbox is serving the AWS HealthImaging API at {} (data in {})",
+        server.endpoint_url(),
+        args.data_dir.display()
+    );
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
