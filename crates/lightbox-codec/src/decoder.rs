@@ -134,8 +134,8 @@ fn parse_siz(b: &[u8]) -> Result<Siz, CodecError> {
 /// Parses SPcod/SPcoc (after the Scod/Scoc byte) into `cc`.
 fn parse_spcod(r: &mut Rd, precincts_flag: bool) -> Result<CompCoding, CodecError> {
     let levels = r.u8()?;
-    let xcb = r.u8()? + 2;
-    let ycb = r.u8()? + 2;
+    let xcb = r.u8()? as u32 + 2;
+    let ycb = r.u8()? as u32 + 2;
     let style = r.u8()?;
     let transform = r.u8()?;
     if levels > 32 {
@@ -159,8 +159,8 @@ fn parse_spcod(r: &mut Rd, precincts_flag: bool) -> Result<CompCoding, CodecErro
     }
     Ok(CompCoding {
         levels,
-        xcb,
-        ycb,
+        xcb: xcb as u8,
+        ycb: ycb as u8,
         style,
         transform,
         precincts,

@@ -112,8 +112,8 @@ pub fn synth(w: u32, h: u32, comps: u8, bits: u8, signed: bool, seed: u64) -> Ve
                 let edge = if (x / 7 + y / 5) % 3 == 0 { max / 2 } else { 0 };
                 let noise = (rng.next() % 9) as i64 - 4;
                 let mut s = (base + edge + noise).rem_euclid(max + 1);
-                if rng.next() % 50 == 0 {
-                    s = if rng.next() % 2 == 0 { 0 } else { max };
+                if rng.next().is_multiple_of(50) {
+                    s = if rng.next().is_multiple_of(2) { 0 } else { max };
                 }
                 if signed {
                     s -= 1i64 << (bits - 1);
