@@ -58,7 +58,7 @@ fn make(
                 Content::Noise => (rng.next() % span as u64) as i64,
                 Content::Gradient => (i as i64 * 7 + (i as i64 / w as i64) * 3).rem_euclid(span),
                 Content::Extremes => {
-                    if rng.next() % 2 == 0 {
+                    if rng.next().is_multiple_of(2) {
                         0
                     } else {
                         span - 1
