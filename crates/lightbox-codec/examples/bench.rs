@@ -50,12 +50,17 @@ fn synthetic(w: u32, h: u32, comps: u8, bits: u8, seed: u64) -> Vec<u16> {
     let (cx, cy) = (w as f64 / 2.0, h as f64 / 2.0);
     for y in 0..h {
         for x in 0..w {
-            let r = (((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt()) / (w.min(h) as f64 / 2.0);
+            let r = (((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt())
+                / (w.min(h) as f64 / 2.0);
             for c in 0..comps {
                 s ^= s << 13;
                 s ^= s >> 7;
                 s ^= s << 17;
-                let body = if r < 0.9 { 0.45 + 0.1 * ((x as f64 / 17.0).sin() * (y as f64 / 23.0).cos()) } else { 0.02 };
+                let body = if r < 0.9 {
+                    0.45 + 0.1 * ((x as f64 / 17.0).sin() * (y as f64 / 23.0).cos())
+                } else {
+                    0.02
+                };
                 let noise = (s % 64) as f64 / 64.0 - 0.5;
                 let val = body * max as f64 + noise * (max as f64 / 200.0) + c as f64 * 7.0;
                 v.push(val.clamp(0.0, max as f64) as u16);
@@ -72,13 +77,15 @@ fn load_corpus(dir: &Path, name: &str) -> Option<pnm::Pnm> {
 fn images(corpus: &Path) -> Vec<Img> {
     let mut out = Vec::new();
     // 512x512 16-bit CT-like. CT_small is signed; shift to unsigned 16-bit for PGM.
-    let ct = std::fs::read(corpus.join("ct_small_s16.raw")).ok().map(|raw| {
-        let v: Vec<u16> = raw
-            .chunks(2)
-            .map(|c| (i16::from_le_bytes([c[0], c[1]]) as i32 + 32768) as u16)
-            .collect();
-        mirror_tile(&v, 128, 128, 1, 512, 512)
-    });
+    let ct = std::fs::read(corpus.join("ct_small_s16.raw"))
+        .ok()
+        .map(|raw| {
+            let v: Vec<u16> = raw
+                .chunks(2)
+                .map(|c| (i16::from_le_bytes([c[0], c[1]]) as i32 + 32768) as u16)
+                .collect();
+            mirror_tile(&v, 128, 128, 1, 512, 512)
+        });
     out.push(Img {
         name: "ct512_u16",
         w: 512,
@@ -87,7 +94,8 @@ fn images(corpus: &Path) -> Vec<Img> {
         bits: 16,
         samples: ct.unwrap_or_else(|| synthetic(512, 512, 1, 16, 1)),
     });
-    let mr = load_corpus(corpus, "mr2_u12").map(|p| mirror_tile(&p.samples, p.width, p.height, 1, 2048, 2048));
+    let mr = load_corpus(corpus, "mr2_u12")
+        .map(|p| mirror_tile(&p.samples, p.width, p.height, 1, 2048, 2048));
     out.push(Img {
         name: "mr2048_u12",
         w: 2048,
@@ -96,7 +104,8 @@ fn images(corpus: &Path) -> Vec<Img> {
         bits: 12,
         samples: mr.unwrap_or_else(|| synthetic(2048, 2048, 1, 12, 2)),
     });
-    let rg = load_corpus(corpus, "rg1_u15").map(|p| mirror_tile(&p.samples, p.width, p.height, 1, 3000, 3000));
+    let rg = load_corpus(corpus, "rg1_u15")
+        .map(|p| mirror_tile(&p.samples, p.width, p.height, 1, 3000, 3000));
     out.push(Img {
         name: "rg3000_u15",
         w: 3000,
@@ -105,7 +114,8 @@ fn images(corpus: &Path) -> Vec<Img> {
         bits: 15,
         samples: rg.unwrap_or_else(|| synthetic(3000, 3000, 1, 15, 3)),
     });
-    let us = load_corpus(corpus, "us1_rgb8").map(|p| mirror_tile(&p.samples, p.width, p.height, 3, 1920, 1440));
+    let us = load_corpus(corpus, "us1_rgb8")
+        .map(|p| mirror_tile(&p.samples, p.width, p.height, 3, 1920, 1440));
     out.push(Img {
         name: "us1920x1440_rgb8",
         w: 1920,
@@ -122,7 +132,8 @@ fn ojph_elapsed(args: &[&str]) -> Option<f64> {
     if !out.status.success() {
         return None;
     }
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     text.lines()
         .find_map(|l| l.strip_prefix("Elapsed time = "))
         .and_then(|v| v.trim().parse().ok())
@@ -134,11 +145,18 @@ fn best<F: FnMut() -> f64>(reps: usize, mut f: F) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |k: &str| args.iter().position(|a| a == k).and_then(|i| args.get(i + 1)).cloned();
+    let arg = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let reps: usize = arg("--reps").and_then(|s| s.parse().ok()).unwrap_or(5);
     let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(1);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out_dir = arg("--out").map(PathBuf::from).unwrap_or_else(|| root.join("target-codec/bench"));
+    let out_dir = arg("--out")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target-codec/bench"));
     std::fs::create_dir_all(&out_dir).expect("bench dir");
     let corpus = root.join("target-codec/corpus");
     let have_ojph = Command::new("ojph_compress").output().is_ok();
@@ -155,10 +173,20 @@ fn main() {
             bits_stored: img.bits,
             signed: false,
         };
-        let eopts = EncodeOptions { threads, ..Default::default() };
-        let dopts = DecodeOptions { threads, ..Default::default() };
+        let eopts = EncodeOptions {
+            threads,
+            ..Default::default()
+        };
+        let dopts = DecodeOptions {
+            threads,
+            ..Default::default()
+        };
         let u8s: Vec<u8> = img.samples.iter().map(|&s| s as u8).collect();
-        let samples = if img.bits <= 8 { Samples::U8(&u8s) } else { Samples::U16(&img.samples) };
+        let samples = if img.bits <= 8 {
+            Samples::U8(&u8s)
+        } else {
+            Samples::U16(&img.samples)
+        };
         let mut j2c = Vec::new();
         let enc = best(reps, || {
             let t = Instant::now();
@@ -191,10 +219,23 @@ fn main() {
             let s = |p: &Path| p.to_str().unwrap().to_string();
             let (src_s, of_s, back_s) = (s(&src), s(&of), s(&back));
             oenc = best(reps, || {
-                ojph_elapsed(&["ojph_compress", "-i", &src_s, "-o", &of_s, "-reversible", "true"]).unwrap_or(f64::NAN)
+                ojph_elapsed(&[
+                    "ojph_compress",
+                    "-i",
+                    &src_s,
+                    "-o",
+                    &of_s,
+                    "-reversible",
+                    "true",
+                ])
+                .unwrap_or(f64::NAN)
             });
-            odec = best(reps, || ojph_elapsed(&["ojph_expand", "-i", &of_s, "-o", &back_s]).unwrap_or(f64::NAN));
-            obytes = std::fs::metadata(&of).map(|m| m.len() as usize).unwrap_or(0);
+            odec = best(reps, || {
+                ojph_elapsed(&["ojph_expand", "-i", &of_s, "-o", &back_s]).unwrap_or(f64::NAN)
+            });
+            obytes = std::fs::metadata(&of)
+                .map(|m| m.len() as usize)
+                .unwrap_or(0);
         }
         println!(
             "| {} {}x{}x{} {}-bit | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:+.2}% |",

@@ -817,7 +817,8 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         pos = end;
     }
 
-    let mut planes: Vec<Vec<i32>> = vec![vec![0i32; (ow * oh) as usize]; nc];
+    let n_out = (ow * oh) as usize;
+    let mut planes: Vec<Vec<i32>> = vec![Vec::new(); nc];
     let mut cb_count = 0u64;
     for t in 0..ntiles as usize {
         let Some(params) = &tile_params[t] else {
@@ -957,9 +958,16 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         // Place into the output.
         let ox0 = rx(siz.xosiz);
         let oy0 = rx(siz.yosiz);
-        for (c, pl) in comp_planes.iter().enumerate() {
+        for (c, pl) in comp_planes.into_iter().enumerate() {
             let rg = &tcs[c].geom.res[tcs[c].cc.levels as usize - reduce as usize];
             let (x0, y0) = (rg.x0 - ox0, rg.y0 - oy0);
+            if pl.w as u64 == ow && pl.h as u64 == oh && pl.data.len() == n_out {
+                planes[c] = pl.data;
+                continue;
+            }
+            if planes[c].len() != n_out {
+                planes[c] = vec![0; n_out];
+            }
             for y in 0..pl.h {
                 let dst = ((y0 + y as u64) * ow + x0) as usize;
                 planes[c][dst..dst + pl.w].copy_from_slice(&pl.data[y * pl.w..(y + 1) * pl.w]);
@@ -967,6 +975,9 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         }
     }
 
+    for p in planes.iter_mut() {
+        p.resize(n_out, 0);
+    }
     // Level shift, clamp, interleave.
     let cs = &siz.comps[0];
     let prec = cs.precision as u32;
@@ -976,44 +987,32 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     } else {
         (0, ((1i64 << prec) - 1) as i32, 1i32 << (prec - 1))
     };
-    let sample = |c: usize, i: usize| -> i32 { planes[c][i].wrapping_add(shift).clamp(lo, hi) };
+    let conv = |v: i32| v.wrapping_add(shift).clamp(lo, hi);
+    fn gather<T: Copy>(planes: &[Vec<i32>], n: usize, f: impl Fn(i32) -> T) -> Vec<T> {
+        let nc = planes.len();
+        let mut v = Vec::with_capacity(n * nc);
+        if nc == 1 {
+            v.extend(planes[0].iter().map(|&x| f(x)));
+        } else if nc == 3 {
+            for ((&a, &b), &c) in planes[0].iter().zip(&planes[1]).zip(&planes[2]) {
+                v.push(f(a));
+                v.push(f(b));
+                v.push(f(c));
+            }
+        } else {
+            for i in 0..n {
+                for p in planes {
+                    v.push(f(p[i]));
+                }
+            }
+        }
+        v
+    }
     let samples = match (cs.signed, prec <= 8) {
-        (false, true) => {
-            let mut v = Vec::with_capacity(n * nc);
-            for i in 0..n {
-                for c in 0..nc {
-                    v.push(sample(c, i) as u8);
-                }
-            }
-            DecodedSamples::U8(v)
-        }
-        (false, false) => {
-            let mut v = Vec::with_capacity(n * nc);
-            for i in 0..n {
-                for c in 0..nc {
-                    v.push(sample(c, i) as u16);
-                }
-            }
-            DecodedSamples::U16(v)
-        }
-        (true, true) => {
-            let mut v = Vec::with_capacity(n * nc);
-            for i in 0..n {
-                for c in 0..nc {
-                    v.push(sample(c, i) as i8);
-                }
-            }
-            DecodedSamples::I8(v)
-        }
-        (true, false) => {
-            let mut v = Vec::with_capacity(n * nc);
-            for i in 0..n {
-                for c in 0..nc {
-                    v.push(sample(c, i) as i16);
-                }
-            }
-            DecodedSamples::I16(v)
-        }
+        (false, true) => DecodedSamples::U8(gather(&planes, n, |x| conv(x) as u8)),
+        (false, false) => DecodedSamples::U16(gather(&planes, n, |x| conv(x) as u16)),
+        (true, true) => DecodedSamples::I8(gather(&planes, n, |x| conv(x) as i8)),
+        (true, false) => DecodedSamples::I16(gather(&planes, n, |x| conv(x) as i16)),
     };
     Ok(DecodedImage {
         width: ow as u32,

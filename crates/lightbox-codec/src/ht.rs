@@ -703,9 +703,12 @@ pub(crate) fn decode_block(
     };
     let mut vlc = VlcDec::new(cleanup, l - scup);
 
-    // mu (magnitude at bit-plane p, before shifting) and sign per sample, row-major w*h.
-    let mut mag = vec![0u32; w * h];
-    let mut sgn = vec![false; w * h];
+    // Refinement passes (SigProp/MagRef) are not implemented yet: refuse rather than guess.
+    if passes > 1 || !refine.is_empty() {
+        return Err(BlockError("HT SigProp/MagRef passes are not supported"));
+    }
+    // Mid-point reconstruction for truncated (lossy) blocks coded above bit-plane 0.
+    let half = if p > 0 { 1u64 << (p - 1) } else { 0 };
     let mut e_above = vec![0u32; w + 4];
     let mut e_cur = vec![0u32; w + 4];
     let nqx = w.div_ceil(2);
@@ -834,9 +837,8 @@ pub(crate) fn decode_block(
                     if mu >= (1u64 << 31) >> p {
                         return Err(BlockError("HT magnitude overflow"));
                     }
-                    let idx = (y + dy) * w + x + dx;
-                    mag[idx] = mu as u32;
-                    sgn[idx] = v & 1 == 1;
+                    let mag = ((mu << p) | half).min(i32::MAX as u64) as i32;
+                    out[(y + dy) * stride + x + dx] = if v & 1 == 1 { -mag } else { mag };
                     let e = 64 - (2 * mu - 1).leading_zeros();
                     if dy == 1 {
                         e_cur[x + dx + 1] = e;
@@ -850,23 +852,6 @@ pub(crate) fn decode_block(
         y += 2;
     }
 
-    // Refinement passes (SigProp/MagRef) are not implemented yet: refuse rather than guess.
-    if passes > 1 || !refine.is_empty() {
-        return Err(BlockError("HT SigProp/MagRef passes are not supported"));
-    }
-    let shift = p;
-    for yy in 0..h {
-        for xx in 0..w {
-            let m = mag[yy * w + xx];
-            let mut v = (m as i64) << shift;
-            if shift > 0 && m != 0 {
-                // Mid-point reconstruction for truncated (lossy) blocks.
-                v |= 1i64 << (shift - 1);
-            }
-            let v = v.min(i32::MAX as i64) as i32;
-            out[yy * stride + xx] = if sgn[yy * w + xx] { -v } else { v };
-        }
-    }
     Ok(())
 }
 
