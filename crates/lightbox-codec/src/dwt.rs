@@ -296,7 +296,7 @@ pub(crate) fn forward_level(mut p: Plane, x0: u64, y0: u64) -> Level {
     for r in 0..p.h {
         let row = &mut p.data[r * p.w..(r + 1) * p.w];
         fwd_1d(row, odd, &mut tmp);
-        let (lo, hi) = if (r + yo) % 2 == 0 {
+        let (lo, hi) = if (r + yo).is_multiple_of(2) {
             (&mut lv.ll, &mut lv.hl)
         } else {
             (&mut lv.lh, &mut lv.hh)
@@ -319,7 +319,7 @@ pub(crate) fn inverse_level(lv: &Level, x0: u64, y0: u64, w: usize, h: usize) ->
     let mut row = vec![0i32; w];
     for r in 0..h {
         // Which subband pair feeds this row, and the row's index within it.
-        let (lo, hi, rr) = if (r + yo) % 2 == 0 {
+        let (lo, hi, rr) = if (r + yo).is_multiple_of(2) {
             (&lv.ll, &lv.hl, (r + yo) / 2 - yo)
         } else {
             (&lv.lh, &lv.hh, (r + yo - 1) / 2)
