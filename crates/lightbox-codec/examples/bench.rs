@@ -32,10 +32,18 @@ fn mirror_tile(src: &[u16], sw: u32, sh: u32, comps: u8, w: u32, h: u32) -> Vec<
     let mut out = Vec::with_capacity((w * h) as usize * c);
     for y in 0..h {
         let ty = y / sh;
-        let sy = if ty % 2 == 0 { y % sh } else { sh - 1 - y % sh };
+        let sy = if ty.is_multiple_of(2) {
+            y % sh
+        } else {
+            sh - 1 - y % sh
+        };
         for x in 0..w {
             let tx = x / sw;
-            let sx = if tx % 2 == 0 { x % sw } else { sw - 1 - x % sw };
+            let sx = if tx.is_multiple_of(2) {
+                x % sw
+            } else {
+                sw - 1 - x % sw
+            };
             let i = (sy * sw + sx) as usize * c;
             out.extend_from_slice(&src[i..i + c]);
         }

@@ -4,6 +4,7 @@ use std::io::{self, Read};
 
 /// An unsigned image read from or written to PNM: interleaved samples.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(dead_code)]
 pub struct Pnm {
     pub width: u32,
     pub height: u32,
@@ -12,6 +13,7 @@ pub struct Pnm {
     pub samples: Vec<u16>,
 }
 
+#[allow(dead_code)]
 impl Pnm {
     /// Bits needed for `maxval`.
     pub fn bits(&self) -> u8 {
