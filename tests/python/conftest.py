@@ -1,0 +1,168 @@
+"""Fixtures for the boto3 / AWS CLI tests: start the real `lightbox` binary on a free port with a
+temporary data directory, and stop it with a signal.
+
+The binary is `$LIGHTBOX_BIN` (default `target/debug/lightbox`, relative to the repository root).
+"""
+
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import boto3
+import pytest
+from botocore.config import Config
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(os.environ.get("LIGHTBOX_BIN", REPO / "target" / "debug" / "lightbox"))
+if not BIN.is_absolute():
+    BIN = REPO / BIN
+
+URL_RE = re.compile(r"http://[A-Za-z0-9.\-\[\]:]+")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lightbox:
+    """One `lightbox serve` process."""
+
+    def __init__(self, data_dir, log_dir, env=None, port=None):
+        self.data_dir = pathlib.Path(data_dir)
+        self.log_dir = pathlib.Path(log_dir)
+        self.extra_env = dict(env or {})
+        self.port = port
+        self.proc = None
+        self.url = None
+        self.stdout_lines = []
+        self.starts = 0
+
+    def start(self, timeout=30.0):
+        assert self.proc is None, "already running"
+        if not BIN.exists():
+            pytest.fail(f"lightbox binary not found at {BIN} (build it with `cargo build -p lightbox` or set LIGHTBOX_BIN)")
+        self.port = self.port or free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
+        env["LIGHTBOX_TRANSITION_DELAY_MS"] = "200"
+        env.update(self.extra_env)
+        self.starts += 1
+        self.stderr_path = self.log_dir / f"lightbox-{self.port}-{self.starts}.stderr"
+        self.stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        ready = threading.Event()
+        self.stdout_lines = []
+
+        def pump(proc=self.proc, lines=self.stdout_lines):
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                lines.append(line)
+                if URL_RE.search(line):
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout) or self.proc.poll() is not None:
+            self.kill()
+            pytest.fail(f"lightbox did not become ready: stdout={self.stdout_lines} stderr={self.read_stderr()}")
+        urls = [URL_RE.search(l).group(0) for l in self.stdout_lines if URL_RE.search(l)]
+        assert urls, f"no URL printed: {self.stdout_lines}"
+        self.url = urls[0]
+        assert self.url == f"http://127.0.0.1:{self.port}", f"printed URL {self.url} for port {self.port}"
+        return self
+
+    def read_stderr(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Stops with `sig` and returns the exit code (expected 0: a clean shutdown)."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"lightbox did not exit within {timeout}s of {sig!r}")
+        self.proc = None
+        self.stderr.close()
+        return code
+
+    def kill(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            self.stderr.close()
+
+    def client(self, **config):
+        """A boto3 client with host-prefix injection disabled and no retries."""
+        cfg = Config(inject_host_prefix=False, retries={"max_attempts": 1, "mode": "standard"}, **config)
+        return boto3.client(
+            "medical-imaging",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=cfg,
+        )
+
+
+@pytest.fixture(autouse=True)
+def isolated_aws_env(monkeypatch, tmp_path):
+    """Keep the user's ~/.aws and AWS_* settings out of the tests."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def make_server(tmp_path):
+    """Factory: make_server(env={...}) starts a server on its own data dir."""
+    servers = []
+
+    def make(env=None, data_dir=None):
+        n = len(servers)
+        data = pathlib.Path(data_dir) if data_dir else tmp_path / f"data{n}"
+        data.mkdir(parents=True, exist_ok=True)
+        srv = Lightbox(data, tmp_path, env=env).start()
+        servers.append(srv)
+        return srv
+
+    yield make
+    for srv in servers:
+        srv.kill()
+
+
+@pytest.fixture
+def server(make_server):
+    return make_server()
+
+
+def wait_status(client, datastore_id, want, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        props = client.get_datastore(datastoreId=datastore_id)["datastoreProperties"]
+        if props["datastoreStatus"] == want:
+            return props
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{datastore_id} still {props['datastoreStatus']}, want {want}")
+        time.sleep(0.05)
