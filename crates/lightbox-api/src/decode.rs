@@ -318,21 +318,9 @@ fn validate_value(
                 ));
             }
         }
-        "boolean" => {
-            if !v.is_boolean() {
-                type_error(errors, "a boolean");
-            }
-        }
-        "timestamp" => {
-            if !v.is_number() {
-                type_error(errors, "a timestamp in epoch seconds");
-            }
-        }
-        "double" | "float" => {
-            if !v.is_number() {
-                type_error(errors, "a number");
-            }
-        }
+        "boolean" if !v.is_boolean() => type_error(errors, "a boolean"),
+        "timestamp" if !v.is_number() => type_error(errors, "a timestamp in epoch seconds"),
+        "double" | "float" if !v.is_number() => type_error(errors, "a number"),
         _ => {}
     }
 }
@@ -404,6 +392,25 @@ fn pattern_matches(p: &str, s: &str) -> bool {
     compiled.regex.is_match(s)
 }
 
+/// Checks a JSON response body against the operation's output shape (required members, enums,
+/// patterns, lengths). Used in debug builds so tests catch a response that breaks the model.
+pub fn validate_output(operation: &str, body: &Value) -> Vec<String> {
+    let op = &MODEL.operations[operation];
+    let mut errors = Vec::new();
+    let Some(output) = &op.output else {
+        return errors;
+    };
+    let shape = MODEL.shape(&output.shape);
+    if shape.payload.is_some() {
+        return errors;
+    }
+    match body {
+        Value::Object(o) => validate_structure(o, shape, "", true, &mut errors),
+        _ => errors.push("response body is not a JSON object".into()),
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,11 +465,11 @@ mod tests {
         let out = decode(
             "UntagResource",
             &labels(&[("resourceArn", "arn:aws:medical-imaging:us-east-1:000000000000:datastore/0123456789abcdef0123456789abcdef")]),
-            Some("tagKeys=a&tagKeys=b%20c"),
+            Some("tagKeys=a&tagKeys=b%3Ac"),
             b"ignored",
         )
         .unwrap();
-        assert_eq!(out["tagKeys"], serde_json::json!(["a", "b c"]));
+        assert_eq!(out["tagKeys"], serde_json::json!(["a", "b:c"]));
     }
 
     #[test]
@@ -562,23 +569,4 @@ mod tests {
         assert_eq!(e.code, "ValidationException");
         assert!(e.message.contains("'clientToken'") && e.message.contains("must be a string"));
     }
-}
-
-/// Checks a JSON response body against the operation's output shape (required members, enums,
-/// patterns, lengths). Used in debug builds so tests catch a response that breaks the model.
-pub fn validate_output(operation: &str, body: &Value) -> Vec<String> {
-    let op = &MODEL.operations[operation];
-    let mut errors = Vec::new();
-    let Some(output) = &op.output else {
-        return errors;
-    };
-    let shape = MODEL.shape(&output.shape);
-    if shape.payload.is_some() {
-        return errors;
-    }
-    match body {
-        Value::Object(o) => validate_structure(o, shape, "", true, &mut errors),
-        _ => errors.push("response body is not a JSON object".into()),
-    }
-    errors
 }
