@@ -196,44 +196,60 @@ impl VlcEnc {
 
 struct MsEnc {
     buf: Vec<u8>,
-    max_bits: u32,
-    used: u32,
+    /// Pending bits, LSB first; fewer than 8 between calls.
     tmp: u64,
+    used: u32,
+    /// The last byte written was 0xFF, so the next one carries only 7 bits.
+    last_ff: bool,
 }
 
 impl MsEnc {
     fn new(cap: usize) -> Self {
         MsEnc {
             buf: Vec::with_capacity(cap),
-            max_bits: 8,
-            used: 0,
             tmp: 0,
+            used: 0,
+            last_ff: false,
         }
     }
-    #[inline]
-    fn encode(&mut self, mut cwd: u64, mut len: u32) {
-        while len > 0 {
-            let t = (self.max_bits - self.used).min(len);
-            self.tmp |= (cwd & ((1u64 << t) - 1)) << self.used;
-            self.used += t;
-            cwd >>= t;
-            len -= t;
-            if self.used >= self.max_bits {
-                self.buf.push(self.tmp as u8);
-                self.max_bits = if self.tmp == 0xFF { 7 } else { 8 };
-                self.tmp = 0;
-                self.used = 0;
-            }
+    /// Appends the low `len` (<= 32) bits of `cwd`.
+    #[inline(always)]
+    fn encode(&mut self, cwd: u64, len: u32) {
+        self.tmp |= (cwd & ((1u64 << len) - 1)) << self.used;
+        self.used += len;
+        while self.used >= 8 {
+            let b = if self.last_ff {
+                let b = (self.tmp & 0x7F) as u8;
+                self.tmp >>= 7;
+                self.used -= 7;
+                b
+            } else {
+                let b = self.tmp as u8;
+                self.tmp >>= 8;
+                self.used -= 8;
+                b
+            };
+            self.buf.push(b);
+            self.last_ff = b == 0xFF;
+        }
+        if self.used == 7 && self.last_ff {
+            // A 7-bit byte after 0xFF is complete.
+            let b = (self.tmp & 0x7F) as u8;
+            self.tmp = 0;
+            self.used = 0;
+            self.buf.push(b);
+            self.last_ff = false;
         }
     }
     fn terminate(&mut self) {
         if self.used > 0 {
-            let t = self.max_bits - self.used;
-            self.tmp |= (0xFFu64 & ((1u64 << t) - 1)) << self.used;
-            if self.tmp != 0xFF {
-                self.buf.push(self.tmp as u8);
+            let max = if self.last_ff { 7 } else { 8 };
+            let t = max - self.used;
+            let b = (self.tmp | (((1u64 << t) - 1) << self.used)) as u8;
+            if b != 0xFF {
+                self.buf.push(b);
             }
-        } else if self.max_bits == 7 {
+        } else if self.last_ff {
             self.buf.pop();
         }
     }
@@ -279,27 +295,34 @@ struct Quad {
     rho: u32,
     e: [u32; 4],
     emax: u32,
-    v: [u64; 4],
+    v: [u32; 4],
 }
 
-#[inline]
-fn load_quad(coeffs: &[i32], stride: usize, w: usize, h: usize, x: usize, y: usize) -> Quad {
+#[inline(always)]
+fn add_sample(q: &mut Quad, n: usize, c: i32) {
+    if c != 0 {
+        let mu = c.unsigned_abs();
+        q.rho |= 1 << n;
+        let e = 32 - (2 * mu - 1).leading_zeros();
+        q.e[n] = e;
+        q.emax = q.emax.max(e);
+        q.v[n] = 2 * (mu - 1) + (c < 0) as u32;
+    }
+}
+
+/// Loads the quad whose top-left sample is column `x` of rows `r0` / `r1` (None past the end).
+#[inline(always)]
+fn load_quad(r0: &[i32], r1: Option<&[i32]>, x: usize) -> Quad {
     let mut q = Quad::default();
-    for n in 0..4 {
-        let (dx, dy) = (n >> 1, n & 1);
-        let (xx, yy) = (x + dx, y + dy);
-        if xx >= w || yy >= h {
-            continue;
-        }
-        let c = coeffs[yy * stride + xx];
-        if c != 0 {
-            let mu = c.unsigned_abs() as u64;
-            let s = (c < 0) as u64;
-            q.rho |= 1 << n;
-            let e = 64 - (2 * mu - 1).leading_zeros();
-            q.e[n] = e;
-            q.emax = q.emax.max(e);
-            q.v[n] = 2 * (mu - 1) + s;
+    let w = r0.len();
+    add_sample(&mut q, 0, r0[x]);
+    if let Some(r1) = r1 {
+        add_sample(&mut q, 1, r1[x]);
+    }
+    if x + 1 < w {
+        add_sample(&mut q, 2, r0[x + 1]);
+        if let Some(r1) = r1 {
+            add_sample(&mut q, 3, r1[x + 1]);
         }
     }
     q
@@ -336,20 +359,20 @@ pub(crate) fn encode_block(coeffs: &[i32], w: usize, h: usize, stride: usize) ->
     while y < h {
         let first = y == 0;
         let tab = &tabs.t[if first { 0 } else { 1 }];
+        let row0 = &coeffs[y * stride..y * stride + w];
+        let row1 = (y + 1 < h).then(|| &coeffs[(y + 1) * stride..(y + 1) * stride + w]);
         let mut prev_rho = 0u32; // rho of the quad to the left in this quad row
         let mut qx = 0;
         while qx < nqx {
             let mut quads = [Quad::default(); 2];
             let mut u = [0u32; 2];
-            let mut present = [false; 2];
             for (k, slot) in quads.iter_mut().enumerate() {
                 let q_idx = qx + k;
                 if q_idx >= nqx {
                     break;
                 }
-                present[k] = true;
                 let x = q_idx * 2;
-                let q = load_quad(coeffs, stride, w, h, x, y);
+                let q = load_quad(row0, row1, x);
                 let (c_q, kappa) = if first {
                     let c = (prev_rho & 1) | ((prev_rho >> 1) & 1) | ((prev_rho >> 1) & 6);
                     (c, 1)
@@ -391,7 +414,7 @@ pub(crate) fn encode_block(coeffs: &[i32], w: usize, h: usize, stride: usize) ->
                 for n in 0..4 {
                     if q.rho & (1 << n) != 0 {
                         let m = big_u - ((tuple >> n) & 1);
-                        ms.encode(q.v[n] & ((1u64 << m) - 1), m);
+                        ms.encode(q.v[n] as u64, m);
                     }
                 }
                 u[k] = uq;
@@ -431,7 +454,6 @@ pub(crate) fn encode_block(coeffs: &[i32], w: usize, h: usize, stride: usize) ->
                 vlc.encode(a.2, a.3);
                 vlc.encode(b.2, b.3);
             }
-            let _ = present;
             qx += 2;
         }
         std::mem::swap(&mut e_above, &mut e_cur);
@@ -568,12 +590,12 @@ impl<'a> VlcDec<'a> {
             self.last_gt_8f = b > 0x8F;
         }
     }
-    #[inline]
+    #[inline(always)]
     fn peek(&mut self) -> u32 {
         self.fill();
         self.acc as u32
     }
-    #[inline]
+    #[inline(always)]
     fn consume(&mut self, n: u32) {
         self.acc >>= n;
         self.bits -= n;
@@ -587,16 +609,23 @@ impl<'a> VlcDec<'a> {
 }
 
 /// U-VLC prefix: returns the class (1, 2, 3 or 5).
+#[inline(always)]
 fn uvlc_prefix(v: &mut VlcDec) -> u32 {
-    if v.bits(1) == 1 {
-        return 1;
-    }
-    if v.bits(1) == 1 {
-        return 2;
-    }
-    if v.bits(1) == 1 { 3 } else { 5 }
+    let b = v.peek();
+    let (class, len) = if b & 1 != 0 {
+        (1, 1)
+    } else if b & 2 != 0 {
+        (2, 2)
+    } else if b & 4 != 0 {
+        (3, 3)
+    } else {
+        (5, 3)
+    };
+    v.consume(len);
+    class
 }
 
+#[inline(always)]
 fn uvlc_suffix(v: &mut VlcDec, class: u32) -> u32 {
     match class {
         3 => 3 + v.bits(1),
@@ -605,6 +634,7 @@ fn uvlc_suffix(v: &mut VlcDec, class: u32) -> u32 {
     }
 }
 
+#[inline(always)]
 fn uvlc_ext(v: &mut VlcDec, u: u32, class: u32) -> u32 {
     if class == 5 && u >= 33 {
         u + 4 * v.bits(4)
