@@ -74,20 +74,30 @@ class Lightbox:
             ready.set()
 
         threading.Thread(target=pump, daemon=True).start()
-        if not ready.wait(timeout) or self.proc.poll() is not None:
-            self.kill()
-            pytest.fail(f"lightbox did not become ready: stdout={self.stdout_lines} stderr={self.read_stderr()}")
+        ready.wait(timeout)
         urls = [URL_RE.search(l).group(0) for l in self.stdout_lines if URL_RE.search(l)]
-        assert urls, f"no URL printed: {self.stdout_lines}"
+        if not urls or self.proc.poll() is not None:
+            try:
+                code = self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                code = None
+            self.kill()
+            pytest.fail(
+                f"lightbox did not become ready (exit code {code}): stdout={self.stdout_lines}\n"
+                f"stderr:\n{self.read_stderr()}"
+            )
         self.url = urls[0]
         assert self.url == f"http://127.0.0.1:{self.port}", f"printed URL {self.url} for port {self.port}"
         return self
 
     def read_stderr(self):
         try:
-            return self.stderr_path.read_text(errors="replace")[-4000:]
+            text = self.stderr_path.read_text(errors="replace")
         except OSError:
             return ""
+        if len(text) <= 3000:
+            return text
+        return text[:2000] + "\n[...]\n" + text[-1000:]
 
     def stop(self, sig=signal.SIGTERM, timeout=15.0):
         """Stops with `sig` and returns the exit code (expected 0: a clean shutdown)."""

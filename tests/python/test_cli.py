@@ -49,7 +49,8 @@ def test_new_user_walkthrough(server):
     assert got["datastoreId"] == ds
     assert got["datastoreName"] == "demo"
     assert got["datastoreArn"] == f"arn:aws:medical-imaging:us-east-1:000000000000:datastore/{ds}"
-    assert isinstance(got["createdAt"], str)  # the CLI renders timestamps as ISO 8601 text
+    # CLI v1 (cli_timestamp_format = none) prints timestamps exactly as received: epoch numbers.
+    assert isinstance(got["createdAt"], (int, float)) and got["createdAt"] > 1.7e9, got
 
     arn = got["datastoreArn"]
     assert aws(server, "tag-resource", "--resource-arn", arn, "--tags", "Deployment=Development,Team=Radiology") is None
