@@ -413,14 +413,14 @@ pub fn info(codestream: &[u8]) -> Result<CodestreamInfo, CodecError> {
 }
 
 #[derive(Default, Clone)]
-struct CbState {
+struct CbState<'a> {
     included: bool,
     zbp: u32,
     lblock: u32,
     /// Passes so far (after removing placeholder passes).
     passes: u32,
-    /// Cleanup segment bytes and refinement segment bytes.
-    seg: [Vec<u8>; 2],
+    /// Pieces (one per contributing packet) of the cleanup and refinement segments.
+    seg: [Vec<&'a [u8]>; 2],
 }
 
 struct PrecState {
@@ -428,12 +428,12 @@ struct PrecState {
     zbp: Vec<TagTree>,
 }
 
-struct TileComp {
+struct TileComp<'a> {
     geom: CompGeom,
     cc: CompCoding,
     qcd: Qcd,
     /// Code-block states per [resolution][band].
-    cbs: Vec<Vec<Vec<CbState>>>,
+    cbs: Vec<Vec<Vec<CbState<'a>>>>,
     /// Precinct states per resolution, lazily created.
     precs: Vec<Vec<Option<PrecState>>>,
 }
@@ -452,10 +452,10 @@ struct Packet {
 
 /// Reads one packet starting at `pos`; returns the new position.
 #[allow(clippy::too_many_arguments)]
-fn read_packet(
-    data: &[u8],
+fn read_packet<'a>(
+    data: &'a [u8],
     mut pos: usize,
-    tc: &mut TileComp,
+    tc: &mut TileComp<'a>,
     r: usize,
     pi: usize,
     layer: u32,
@@ -596,7 +596,9 @@ fn read_packet(
             if n > data.len() - pos {
                 return Err(corrupt("truncated code-block data"));
             }
-            seg.extend_from_slice(&data[pos..pos + n]);
+            if n > 0 {
+                seg.push(&data[pos..pos + n]);
+            }
             pos += n;
         }
     }
@@ -626,6 +628,11 @@ fn decode_band_blocks(
             if !cb.included || cb.passes == 0 || cb.seg[0].is_empty() {
                 continue;
             }
+            let joined: [std::borrow::Cow<[u8]>; 2] = [0, 1].map(|s| match cb.seg[s].as_slice() {
+                [] => std::borrow::Cow::Borrowed(&[][..]),
+                [one] => std::borrow::Cow::Borrowed(*one),
+                many => std::borrow::Cow::Owned(many.concat()),
+            });
             let x0 = (((bg.cbx0 + i as u64) << bg.cbw).max(bg.x0) - bg.x0) as usize;
             let x1 = (((bg.cbx0 + i as u64 + 1) << bg.cbw).min(bg.x1) - bg.x0) as usize;
             let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
@@ -637,8 +644,8 @@ fn decode_band_blocks(
             let off = y0 * out.w + x0;
             let w = out.w;
             ht::decode_block(
-                &cb.seg[0],
-                &cb.seg[1],
+                &joined[0],
+                &joined[1],
                 cb.passes,
                 p,
                 x1 - x0,
@@ -732,7 +739,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     }
 
     // Collect tile-parts.
-    let mut tile_data: Vec<Vec<u8>> = vec![Vec::new(); ntiles as usize];
+    let mut tile_data: Vec<Vec<&[u8]>> = vec![Vec::new(); ntiles as usize];
     let mut tile_params: Vec<Option<Params>> = vec![None; ntiles as usize];
     let mut pos = hdr.end;
     while pos + 2 <= data.len() {
@@ -810,7 +817,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             }
             q += 2 + len;
         }
-        tile_data[isot].extend_from_slice(&data[q..end]);
+        tile_data[isot].push(&data[q..end]);
         if end <= pos {
             break;
         }
@@ -912,15 +919,21 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             }
         }
         pks.sort_by_key(|p| p.key);
-        let td = &tile_data[t];
+        let parts = &tile_data[t];
+        let mut part = 0usize;
         let mut pos = 0usize;
         for pk in &pks {
-            if pos >= td.len() {
+            // Packets never straddle tile-parts.
+            while part < parts.len() && pos >= parts[part].len() {
+                part += 1;
+                pos = 0;
+            }
+            if part >= parts.len() {
                 break; // remaining packets absent (truncated stream)
             }
             let tc = &mut tcs[pk.c as usize];
             pos = read_packet(
-                td,
+                parts[part],
                 pos,
                 tc,
                 pk.r as usize,

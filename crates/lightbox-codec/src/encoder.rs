@@ -25,6 +25,41 @@ pub(crate) fn default_levels(w: u32, h: u32, requested: Option<u8>) -> u8 {
     (want.max(need as u32)).min(32) as u8
 }
 
+fn convert<T: Copy + Into<i64>>(
+    src: &[T],
+    nc: usize,
+    n: usize,
+    planar: bool,
+    lo: i64,
+    hi: i64,
+    shift: i32,
+) -> Result<Vec<Plane>, CodecError> {
+    let mut planes: Vec<Vec<i32>> = (0..nc).map(|_| Vec::with_capacity(n)).collect();
+    let check = |v: i64, idx: usize| -> Result<i32, CodecError> {
+        if v < lo || v > hi {
+            return Err(invalid(format!("sample {v} at index {idx} out of range")));
+        }
+        Ok(v as i32 - shift)
+    };
+    if planar || nc == 1 {
+        for (c, p) in planes.iter_mut().enumerate() {
+            for (i, &s) in src[c * n..(c + 1) * n].iter().enumerate() {
+                p.push(check(s.into(), c * n + i)?);
+            }
+        }
+    } else {
+        for (i, px) in src.chunks_exact(nc).enumerate() {
+            for (p, &s) in planes.iter_mut().zip(px) {
+                p.push(check(s.into(), i * nc)?);
+            }
+        }
+    }
+    Ok(planes
+        .into_iter()
+        .map(|data| Plane { w: 0, h: 0, data })
+        .collect())
+}
+
 fn to_planes(
     desc: &ImageDesc,
     samples: Samples<'_>,
@@ -44,11 +79,19 @@ fn to_planes(
         (0, (1i64 << b) - 1)
     };
     let shift = if desc.signed { 0 } else { 1i32 << (b - 1) };
-    let get: Box<dyn Fn(usize) -> i64 + '_> = match samples {
-        Samples::U8(s) if !desc.signed && s.len() == total => Box::new(move |i| s[i] as i64),
-        Samples::U16(s) if !desc.signed && s.len() == total => Box::new(move |i| s[i] as i64),
-        Samples::I8(s) if desc.signed && s.len() == total => Box::new(move |i| s[i] as i64),
-        Samples::I16(s) if desc.signed && s.len() == total => Box::new(move |i| s[i] as i64),
+    let mut planes = match samples {
+        Samples::U8(s) if !desc.signed && s.len() == total => {
+            convert(s, nc, n, planar, lo, hi, shift)?
+        }
+        Samples::U16(s) if !desc.signed && s.len() == total => {
+            convert(s, nc, n, planar, lo, hi, shift)?
+        }
+        Samples::I8(s) if desc.signed && s.len() == total => {
+            convert(s, nc, n, planar, lo, hi, shift)?
+        }
+        Samples::I16(s) if desc.signed && s.len() == total => {
+            convert(s, nc, n, planar, lo, hi, shift)?
+        }
         _ => {
             return Err(invalid(format!(
                 "expected {total} {} samples",
@@ -56,20 +99,9 @@ fn to_planes(
             )));
         }
     };
-    let mut planes = Vec::with_capacity(nc);
-    for c in 0..nc {
-        let mut p = Plane::new(w, h);
-        for (i, d) in p.data.iter_mut().enumerate() {
-            let idx = if planar { c * n + i } else { i * nc + c };
-            let v = get(idx);
-            if v < lo || v > hi {
-                return Err(invalid(format!(
-                    "sample {v} at index {idx} does not fit {b} bits"
-                )));
-            }
-            *d = v as i32 - shift;
-        }
-        planes.push(p);
+    for p in planes.iter_mut() {
+        p.w = w;
+        p.h = h;
     }
     Ok(planes)
 }
