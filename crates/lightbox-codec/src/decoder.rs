@@ -3,7 +3,7 @@
 use crate::dwt::{self, Plane};
 use crate::geom::{self, CompCoding, CompGeom};
 use crate::t2::{BitReader, TagTree};
-use crate::{CodecError, DecodeOptions, DecodedImage, DecodedSamples, Progression, ht};
+use crate::{CodecError, DecodeOptions, DecodedImage, DecodedSamples, Progression, ht, par};
 
 fn corrupt(m: impl Into<String>) -> CodecError {
     CodecError::Corrupt(m.into())
@@ -610,6 +610,7 @@ fn decode_band_blocks(
     r: usize,
     b: usize,
     out: &mut Plane,
+    threads: usize,
 ) -> Result<(), CodecError> {
     let bg = &tc.geom.res[r].bands[b];
     let eps = *tc
@@ -622,55 +623,78 @@ fn decode_band_blocks(
         })
         .ok_or_else(|| corrupt("QCD has too few exponents"))? as u32;
     let mb = (tc.qcd.guard as u32 + eps).saturating_sub(1);
+    // (block rectangle in band coordinates, state)
+    let mut jobs = Vec::new();
     for j in 0..bg.ncby {
         for i in 0..bg.ncbx {
             let cb = &tc.cbs[r][b][j * bg.ncbx + i];
             if !cb.included || cb.passes == 0 || cb.seg[0].is_empty() {
                 continue;
             }
-            let joined: [std::borrow::Cow<[u8]>; 2] = [0, 1].map(|s| match cb.seg[s].as_slice() {
-                [] => std::borrow::Cow::Borrowed(&[][..]),
-                [one] => std::borrow::Cow::Borrowed(*one),
-                many => std::borrow::Cow::Owned(many.concat()),
-            });
+            if cb.zbp + 1 > mb {
+                return Err(corrupt("more missing bit-planes than magnitude bit-planes"));
+            }
             let x0 = (((bg.cbx0 + i as u64) << bg.cbw).max(bg.x0) - bg.x0) as usize;
             let x1 = (((bg.cbx0 + i as u64 + 1) << bg.cbw).min(bg.x1) - bg.x0) as usize;
             let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
             let y1 = (((bg.cby0 + j as u64 + 1) << bg.cbh).min(bg.y1) - bg.y0) as usize;
-            if cb.zbp + 1 > mb {
-                return Err(corrupt("more missing bit-planes than magnitude bit-planes"));
-            }
+            jobs.push((x0, y0, x1 - x0, y1 - y0, cb));
+        }
+    }
+    fn joined<'a>(cb: &CbState<'a>) -> [std::borrow::Cow<'a, [u8]>; 2] {
+        [0, 1].map(|s| match cb.seg[s].as_slice() {
+            [] => std::borrow::Cow::Borrowed(&[][..]),
+            [one] => std::borrow::Cow::Borrowed(*one),
+            many => std::borrow::Cow::Owned(many.concat()),
+        })
+    }
+    let w = out.w;
+    if threads <= 1 || jobs.len() < 4 {
+        for &(x0, y0, bw, bh, cb) in &jobs {
+            let seg = joined(cb);
             let p = mb - 1 - cb.zbp;
-            let off = y0 * out.w + x0;
-            let w = out.w;
             ht::decode_block(
-                &joined[0],
-                &joined[1],
+                &seg[0],
+                &seg[1],
                 cb.passes,
                 p,
-                x1 - x0,
-                y1 - y0,
-                &mut out.data[off..],
+                bw,
+                bh,
+                &mut out.data[y0 * w + x0..],
                 w,
             )
             .map_err(|e| corrupt(e.0))?;
+        }
+        return Ok(());
+    }
+    let decoded = par::map(&jobs, threads, |&(_, _, bw, bh, cb)| {
+        let seg = joined(cb);
+        let p = mb - 1 - cb.zbp;
+        let mut buf = vec![0i32; bw * bh];
+        ht::decode_block(&seg[0], &seg[1], cb.passes, p, bw, bh, &mut buf, bw).map(|_| buf)
+    });
+    for (&(x0, y0, bw, _, _), res) in jobs.iter().zip(decoded) {
+        let buf = res.map_err(|e| corrupt(e.0))?;
+        for (k, row) in buf.chunks_exact(bw).enumerate() {
+            let o = (y0 + k) * w + x0;
+            out.data[o..o + bw].copy_from_slice(row);
         }
     }
     Ok(())
 }
 
 /// Decodes one tile-component up to resolution `keep` (inclusive) and returns the plane.
-fn reconstruct(tc: &TileComp, keep: usize) -> Result<Plane, CodecError> {
+fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, CodecError> {
     let g = &tc.geom;
     let r0 = &g.res[0];
     let mut cur = Plane::new((r0.x1 - r0.x0) as usize, (r0.y1 - r0.y0) as usize);
-    decode_band_blocks(tc, 0, 0, &mut cur)?;
+    decode_band_blocks(tc, 0, 0, &mut cur, threads)?;
     for r in 1..=keep {
         let rg = &g.res[r];
         let mut bands = Vec::with_capacity(3);
         for (b, bg) in rg.bands.iter().enumerate() {
             let mut p = Plane::new(bg.width(), bg.height());
-            decode_band_blocks(tc, r, b, &mut p)?;
+            decode_band_blocks(tc, r, b, &mut p, threads)?;
             bands.push(p);
         }
         let hh = bands.pop().expect("HH");
@@ -695,6 +719,7 @@ fn reconstruct(tc: &TileComp, keep: usize) -> Result<Plane, CodecError> {
 
 pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, CodecError> {
     let hdr = parse_main(data)?;
+    let threads = par::threads(opts.threads);
     let siz = &hdr.siz;
     let nc = siz.comps.len();
     if nc > 4 {
@@ -947,7 +972,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         let mut comp_planes = Vec::with_capacity(nc);
         for tc in &tcs {
             let keep = tc.cc.levels as usize - reduce as usize;
-            comp_planes.push(reconstruct(tc, keep)?);
+            comp_planes.push(reconstruct(tc, keep, threads)?);
         }
         if params.mct != 0 && nc >= 3 {
             let (a, rest) = comp_planes.split_at_mut(1);

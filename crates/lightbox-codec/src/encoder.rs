@@ -3,7 +3,7 @@
 use crate::dwt::{self, Plane};
 use crate::geom::{self, CompCoding};
 use crate::t2::{BitWriter, TagTree};
-use crate::{CodecError, EncodeOptions, ImageDesc, Progression, Samples, ht};
+use crate::{CodecError, EncodeOptions, ImageDesc, Progression, Samples, ht, par};
 
 /// Coded data of one code-block (None = all zero, not included).
 type CbData = Option<Vec<u8>>;
@@ -145,23 +145,25 @@ struct BandCode {
     max_mag_bits: u32,
 }
 
-fn encode_band(plane: &Plane, bg: &geom::BandGeom) -> BandCode {
-    let mut blocks = Vec::with_capacity(bg.ncbx * bg.ncby);
-    for j in 0..bg.ncby {
-        for i in 0..bg.ncbx {
-            let x0 = (((bg.cbx0 + i as u64) << bg.cbw).max(bg.x0) - bg.x0) as usize;
-            let x1 = (((bg.cbx0 + i as u64 + 1) << bg.cbw).min(bg.x1) - bg.x0) as usize;
-            let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
-            let y1 = (((bg.cby0 + j as u64 + 1) << bg.cbh).min(bg.y1) - bg.y0) as usize;
-            let off = y0 * plane.w + x0;
-            blocks.push(ht::encode_block(
-                &plane.data[off..],
-                x1 - x0,
-                y1 - y0,
-                plane.w,
-            ));
-        }
-    }
+fn encode_band(plane: &Plane, bg: &geom::BandGeom, threads: usize) -> BandCode {
+    let jobs: Vec<(usize, usize)> = (0..bg.ncby)
+        .flat_map(|j| (0..bg.ncbx).map(move |i| (i, j)))
+        .collect();
+    let code = |&(i, j): &(usize, usize)| -> CbData {
+        let x0 = (((bg.cbx0 + i as u64) << bg.cbw).max(bg.x0) - bg.x0) as usize;
+        let x1 = (((bg.cbx0 + i as u64 + 1) << bg.cbw).min(bg.x1) - bg.x0) as usize;
+        let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
+        let y1 = (((bg.cby0 + j as u64 + 1) << bg.cbh).min(bg.y1) - bg.y0) as usize;
+        let off = y0 * plane.w + x0;
+        ht::encode_block(&plane.data[off..], x1 - x0, y1 - y0, plane.w)
+    };
+    // Small bands are not worth a thread hand-off.
+    let t = if plane.data.len() < 64 * 64 * 4 {
+        1
+    } else {
+        threads
+    };
+    let blocks = par::map(&jobs, t, code);
     let maxv = plane
         .data
         .iter()
@@ -242,13 +244,7 @@ pub(crate) fn encode(
     let g = geom::build(0, 0, w as u64, h as u64, &cc);
 
     // Transform and code every component.
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    } else {
-        opts.threads
-    };
+    let threads = par::threads(opts.threads);
     let code_comp = |p: Plane| -> Vec<Vec<BandCode>> {
         let bands = decompose(p, levels);
         bands
@@ -257,24 +253,12 @@ pub(crate) fn encode(
             .map(|(bs, rg)| {
                 bs.iter()
                     .zip(rg.bands.iter())
-                    .map(|(p, bg)| encode_band(p, bg))
+                    .map(|(p, bg)| encode_band(p, bg, threads))
                     .collect()
             })
             .collect()
     };
-    let coded: Vec<Vec<Vec<BandCode>>> = if threads > 1 && nc > 1 {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = planes
-                .into_iter()
-                .map(|p| s.spawn(move || code_comp(p)))
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().expect("encoder thread panicked"))
-                .collect()
-        })
-    } else {
-        planes.into_iter().map(code_comp).collect()
-    };
+    let coded: Vec<Vec<Vec<BandCode>>> = planes.into_iter().map(code_comp).collect();
 
     // Quantization exponents and guard bits (chosen so that no magnitude exceeds M_b).
     let base_b = desc.bits_stored as u32 + rct as u32;

@@ -664,8 +664,37 @@ impl<'a> FwdBits<'a> {
             fill_byte,
         }
     }
-    #[inline]
+    #[inline(always)]
     fn fill(&mut self) {
+        if self.bits > 56 {
+            return;
+        }
+        // Fast path: whole bytes without 0xFF (no unstuffing needed).
+        if !self.last_ff && self.pos + 8 <= self.data.len() {
+            let k = ((64 - self.bits) / 8) as usize;
+            let word = u64::from_le_bytes(
+                self.data[self.pos..self.pos + 8]
+                    .try_into()
+                    .expect("8 bytes"),
+            );
+            let m = if k >= 8 {
+                word
+            } else {
+                word & ((1u64 << (8 * k)) - 1)
+            };
+            let inv = !m;
+            let has_ff = inv.wrapping_sub(0x0101_0101_0101_0101) & m & 0x8080_8080_8080_8080 != 0;
+            if !has_ff {
+                self.acc |= m << self.bits;
+                self.bits += 8 * k as u32;
+                self.pos += k;
+                return;
+            }
+        }
+        self.fill_slow();
+    }
+    #[cold]
+    fn fill_slow(&mut self) {
         while self.bits <= 56 {
             let b = if self.pos < self.data.len() {
                 self.data[self.pos]

@@ -53,6 +53,7 @@ mod dwt;
 mod encoder;
 mod geom;
 mod ht;
+mod par;
 mod t2;
 mod vlc_tables;
 

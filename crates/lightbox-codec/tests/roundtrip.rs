@@ -311,3 +311,53 @@ fn rejects_bad_input() {
     };
     assert!(encode_lossless(&d17, Samples::U16(&[0; 4]), &o).is_err());
 }
+
+/// Multi-threaded coding gives byte-identical codestreams and identical decoded images.
+#[test]
+fn threads_do_not_change_results() {
+    let (w, h) = (700u32, 333u32);
+    let desc = ImageDesc {
+        width: w,
+        height: h,
+        components: 3,
+        bits_stored: 12,
+        signed: false,
+    };
+    let v = make(w, h, 3, 12, false, Content::Gradient, 9);
+    let one = encode_i32(
+        &desc,
+        &v,
+        &EncodeOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    );
+    for t in [2, 3, 0] {
+        let many = encode_i32(
+            &desc,
+            &v,
+            &EncodeOptions {
+                threads: t,
+                ..Default::default()
+            },
+        );
+        assert_eq!(one, many, "threads {t}");
+        let a = decode(
+            &one,
+            &DecodeOptions {
+                threads: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let b = decode(
+            &one,
+            &DecodeOptions {
+                threads: t,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(a, b);
+    }
+}
