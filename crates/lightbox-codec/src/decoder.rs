@@ -623,6 +623,7 @@ fn decode_band_blocks(
         })
         .ok_or_else(|| corrupt("QCD has too few exponents"))? as u32;
     let mb = (tc.qcd.guard as u32 + eps).saturating_sub(1);
+    let causal = tc.cc.style & 0x08 != 0;
     // (block rectangle in band coordinates, state)
     let mut jobs = Vec::new();
     for j in 0..bg.ncby {
@@ -658,6 +659,7 @@ fn decode_band_blocks(
                 &seg[1],
                 cb.passes,
                 p,
+                causal,
                 bw,
                 bh,
                 &mut out.data[y0 * w + x0..],
@@ -671,7 +673,7 @@ fn decode_band_blocks(
         let seg = joined(cb);
         let p = mb - 1 - cb.zbp;
         let mut buf = vec![0i32; bw * bh];
-        ht::decode_block(&seg[0], &seg[1], cb.passes, p, bw, bh, &mut buf, bw).map(|_| buf)
+        ht::decode_block(&seg[0], &seg[1], cb.passes, p, causal, bw, bh, &mut buf, bw).map(|_| buf)
     });
     for (&(x0, y0, bw, _, _), res) in jobs.iter().zip(decoded) {
         let buf = res.map_err(|e| corrupt(e.0))?;

@@ -5,8 +5,9 @@ use crate::geom::{self, CompCoding};
 use crate::t2::{BitWriter, TagTree};
 use crate::{CodecError, EncodeOptions, ImageDesc, Progression, Samples, ht, par};
 
-/// Coded data of one code-block (None = all zero, not included).
-type CbData = Option<Vec<u8>>;
+/// Coded data of one code-block (None = all zero, not included): bytes, length of the
+/// cleanup segment, number of coding passes (1, or 3 with SigProp/MagRef).
+type CbData = Option<(Vec<u8>, usize, u32)>;
 
 fn invalid(m: impl Into<String>) -> CodecError {
     CodecError::InvalidInput(m.into())
@@ -145,7 +146,7 @@ struct BandCode {
     max_mag_bits: u32,
 }
 
-fn encode_band(plane: &Plane, bg: &geom::BandGeom, threads: usize) -> BandCode {
+fn encode_band(plane: &Plane, bg: &geom::BandGeom, threads: usize, refined: bool) -> BandCode {
     let jobs: Vec<(usize, usize)> = (0..bg.ncby)
         .flat_map(|j| (0..bg.ncbx).map(move |i| (i, j)))
         .collect();
@@ -155,7 +156,18 @@ fn encode_band(plane: &Plane, bg: &geom::BandGeom, threads: usize) -> BandCode {
         let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
         let y1 = (((bg.cby0 + j as u64 + 1) << bg.cbh).min(bg.y1) - bg.y0) as usize;
         let off = y0 * plane.w + x0;
-        ht::encode_block(&plane.data[off..], x1 - x0, y1 - y0, plane.w)
+        let r = refined
+            .then(|| ht::encode_block_refined(&plane.data[off..], x1 - x0, y1 - y0, plane.w))
+            .flatten();
+        if let Some((mut c, r)) = r {
+            let cl = c.len();
+            c.extend_from_slice(&r);
+            return Some((c, cl, 3));
+        }
+        ht::encode_block(&plane.data[off..], x1 - x0, y1 - y0, plane.w).map(|c| {
+            let n = c.len();
+            (c, n, 1)
+        })
     };
     // Small bands are not worth a thread hand-off.
     let t = if plane.data.len() < 64 * 64 * 4 {
@@ -253,7 +265,7 @@ pub(crate) fn encode(
             .map(|(bs, rg)| {
                 bs.iter()
                     .zip(rg.bands.iter())
-                    .map(|(p, bg)| encode_band(p, bg, threads))
+                    .map(|(p, bg)| encode_band(p, bg, threads, opts.refinement_passes_for_testing))
                     .collect()
             })
             .collect()
@@ -269,7 +281,11 @@ pub(crate) fn encode(
             eps[bg.qcd_index] = base_b + band_gain(bg.kind);
         }
     }
-    let mut guard = 1u32;
+    let mut guard = if opts.refinement_passes_for_testing {
+        2u32
+    } else {
+        1u32
+    };
     for comp in &coded {
         for (rg, bands) in g.res.iter().zip(comp.iter()) {
             for (bg, bc) in rg.bands.iter().zip(bands.iter()) {
@@ -322,9 +338,10 @@ pub(crate) fn encode(
             let mut zbp = vec![u32::MAX; tw * th];
             for y in 0..th {
                 for x in 0..tw {
-                    if bc.blocks[(cy0 + y) * bg.ncbx + cx0 + x].is_some() {
+                    if let Some((_, _, passes)) = &bc.blocks[(cy0 + y) * bg.ncbx + cx0 + x] {
                         incl[y * tw + x] = 0;
-                        zbp[y * tw + x] = p;
+                        // The cleanup pass sits at bit-plane 0, or 1 when refinement follows.
+                        zbp[y * tw + x] = if *passes == 1 { p } else { p - 1 };
                     }
                 }
             }
@@ -335,17 +352,30 @@ pub(crate) fn encode(
             for y in 0..th {
                 for x in 0..tw {
                     t_incl.encode(x, y, 1, &mut bw);
-                    if let Some(data) = &bc.blocks[(cy0 + y) * bg.ncbx + cx0 + x] {
-                        t_zbp.encode(x, y, p + 1, &mut bw);
-                        bw.bit(0); // one coding pass
-                        let len = data.len() as u32;
-                        let nbits = 32 - len.leading_zeros();
-                        let k = nbits.saturating_sub(3);
+                    if let Some((data, cl, passes)) = &bc.blocks[(cy0 + y) * bg.ncbx + cx0 + x] {
+                        t_zbp.encode(x, y, zbp[y * tw + x] + 1, &mut bw);
+                        let lens: &[(u32, u32)] = if *passes == 1 {
+                            bw.bit(0); // one coding pass
+                            &[(data.len() as u32, 0)]
+                        } else {
+                            bw.bits(0b1100, 4); // three coding passes
+                            &[(*cl as u32, 0), ((data.len() - cl) as u32, 1)]
+                        };
+                        // Lblock = 3 + k must hold every length in Lblock + log2(passes) bits.
+                        let k = lens
+                            .iter()
+                            .map(|&(len, extra)| {
+                                (32 - len.leading_zeros()).saturating_sub(3 + extra)
+                            })
+                            .max()
+                            .unwrap_or(0);
                         for _ in 0..k {
                             bw.bit(1);
                         }
                         bw.bit(0);
-                        bw.bits(len, 3 + k);
+                        for &(len, extra) in lens {
+                            bw.bits(len, 3 + k + extra);
+                        }
                         body.extend_from_slice(data);
                     }
                 }

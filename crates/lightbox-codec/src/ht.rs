@@ -475,6 +475,98 @@ pub(crate) fn encode_block(coeffs: &[i32], w: usize, h: usize, stride: usize) ->
     Some(out)
 }
 
+/// Encodes a block as an HT cleanup pass at bit-plane 1 followed by SigProp and MagRef passes
+/// for bit-plane 0 (three coding passes). Used to exercise decoders' refinement-pass support;
+/// returns `(cleanup, refinement)` or `None` when the block cannot be coded losslessly this way
+/// (a magnitude-1 sample that SigProp would not visit, or nothing significant at bit-plane 1).
+pub(crate) fn encode_block_refined(
+    coeffs: &[i32],
+    w: usize,
+    h: usize,
+    stride: usize,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut c1 = vec![0i32; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let c = coeffs[y * stride + x];
+            let m = (c.unsigned_abs() >> 1) as i32;
+            c1[y * w + x] = if c < 0 { -m } else { m };
+        }
+    }
+    let cleanup = encode_block(&c1, w, h, w)?;
+    let sig_c: Vec<bool> = c1.iter().map(|&c| c != 0).collect();
+    let mut sig_f = sig_c.clone();
+    let mut sp = MsEnc::new(w * h / 4 + 8);
+    let mut newly: Vec<usize> = Vec::with_capacity(16);
+    let mut y0 = 0;
+    while y0 < h {
+        let y1 = (y0 + 4).min(h);
+        let mut x0 = 0;
+        while x0 < w {
+            let x1 = (x0 + 4).min(w);
+            newly.clear();
+            for x in x0..x1 {
+                for y in y0..y1 {
+                    let i = y * w + x;
+                    if sig_c[i] {
+                        continue;
+                    }
+                    let mu = coeffs[y * stride + x].unsigned_abs();
+                    let mut nb = false;
+                    for ny in y.saturating_sub(1)..(y + 2).min(h) {
+                        for nx in x.saturating_sub(1)..(x + 2).min(w) {
+                            nb |= (nx != x || ny != y) && sig_f[ny * w + nx];
+                        }
+                    }
+                    if !nb {
+                        if mu != 0 {
+                            return None;
+                        }
+                        continue;
+                    }
+                    sp.encode(mu as u64, 1);
+                    if mu == 1 {
+                        sig_f[i] = true;
+                        newly.push(y * stride + x);
+                    }
+                }
+            }
+            for &idx in &newly {
+                sp.encode((coeffs[idx] < 0) as u64, 1);
+            }
+            x0 = x1;
+        }
+        y0 = y1;
+    }
+    if sp.used > 0 {
+        sp.buf.push(sp.tmp as u8);
+    }
+    let mut mr = VlcEnc {
+        buf: Vec::new(),
+        used: 0,
+        tmp: 0,
+        last_gt_8f: true,
+    };
+    let mut y0 = 0;
+    while y0 < h {
+        let y1 = (y0 + 4).min(h);
+        for x in 0..w {
+            for y in y0..y1 {
+                if sig_c[y * w + x] {
+                    mr.encode(coeffs[y * stride + x].unsigned_abs() & 1, 1);
+                }
+            }
+        }
+        y0 = y1;
+    }
+    if mr.used > 0 {
+        mr.buf.push(mr.tmp as u8);
+    }
+    let mut refine = sp.buf;
+    refine.extend(mr.buf.iter().rev());
+    Some((cleanup, refine))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoder
 // ---------------------------------------------------------------------------------------------
@@ -732,6 +824,7 @@ pub(crate) fn decode_block(
     refine: &[u8],
     passes: u32,
     p: u32,
+    causal: bool,
     w: usize,
     h: usize,
     out: &mut [i32],
@@ -762,12 +855,19 @@ pub(crate) fn decode_block(
     };
     let mut vlc = VlcDec::new(cleanup, l - scup);
 
-    // Refinement passes (SigProp/MagRef) are not implemented yet: refuse rather than guess.
-    if passes > 1 || !refine.is_empty() {
-        return Err(BlockError("HT SigProp/MagRef passes are not supported"));
+    if !(1..=3).contains(&passes) {
+        return Err(BlockError("more than one HT set per code-block"));
     }
-    // Mid-point reconstruction for truncated (lossy) blocks coded above bit-plane 0.
-    let half = if p > 0 { 1u64 << (p - 1) } else { 0 };
+    if passes > 1 && p == 0 {
+        return Err(BlockError("refinement pass below bit-plane 0"));
+    }
+    // Mid-point reconstruction for truncated (lossy) blocks coded above bit-plane 0; with
+    // refinement passes the bin centre is added after them.
+    let half = if p > 0 && passes == 1 {
+        1u64 << (p - 1)
+    } else {
+        0
+    };
     let mut e_above = vec![0u32; w + 4];
     let mut e_cur = vec![0u32; w + 4];
     let nqx = w.div_ceil(2);
@@ -911,7 +1011,138 @@ pub(crate) fn decode_block(
         y += 2;
     }
 
+    if passes > 1 {
+        refine_passes(refine, passes, p, causal, w, h, out, stride);
+    }
     Ok(())
+}
+
+/// Backward MagRef bit reader: LSB first from the last byte of the refinement segment;
+/// a byte following (in reading order) one above 0x8F contributes 7 bits when its low 7 bits
+/// are all ones. Zeros are fed past the start.
+struct MrDec<'a> {
+    data: &'a [u8],
+    pos: usize,
+    acc: u64,
+    bits: u32,
+    unstuff: bool,
+}
+
+impl<'a> MrDec<'a> {
+    fn bit(&mut self) -> u32 {
+        if self.bits == 0 {
+            let d = if self.pos > 0 {
+                self.pos -= 1;
+                self.data[self.pos]
+            } else {
+                0
+            };
+            let n = if self.unstuff && (d & 0x7F) == 0x7F {
+                7
+            } else {
+                8
+            };
+            self.acc = (d as u64) & ((1 << n) - 1);
+            self.bits = n;
+            self.unstuff = d > 0x8F;
+        }
+        let v = (self.acc & 1) as u32;
+        self.acc >>= 1;
+        self.bits -= 1;
+        v
+    }
+}
+
+/// SigProp and MagRef passes (T.814 7.4, 7.5) refining bit-plane `p - 1` of a block whose
+/// cleanup magnitudes (without bin centre) are already in `out`.
+#[allow(clippy::too_many_arguments)]
+fn refine_passes(
+    data: &[u8],
+    passes: u32,
+    p: u32,
+    causal: bool,
+    w: usize,
+    h: usize,
+    out: &mut [i32],
+    stride: usize,
+) {
+    let pr = p - 1;
+    let half: i64 = if pr > 0 { 1 << (pr - 1) } else { 0 };
+    let sig_c: Vec<bool> = (0..w * h)
+        .map(|i| out[(i / w) * stride + i % w] != 0)
+        .collect();
+    let mut sig_f = sig_c.clone();
+    let mut sp = FwdBits::new(data, 0);
+    let mut newly: Vec<(usize, usize)> = Vec::with_capacity(16);
+    let set = |out: &mut [i32], idx: usize, neg: bool, mag: i64| {
+        let m = mag.min(i32::MAX as i64) as i32;
+        out[idx] = if neg { -m } else { m };
+    };
+    let mut y0 = 0;
+    while y0 < h {
+        let y1 = (y0 + 4).min(h);
+        let mut x0 = 0;
+        while x0 < w {
+            let x1 = (x0 + 4).min(w);
+            newly.clear();
+            for x in x0..x1 {
+                for y in y0..y1 {
+                    if sig_c[y * w + x] {
+                        continue;
+                    }
+                    let mut nb = false;
+                    'scan: for ny in y.saturating_sub(1)..(y + 2).min(h) {
+                        if causal && ny >= y1 {
+                            continue;
+                        }
+                        for nx in x.saturating_sub(1)..(x + 2).min(w) {
+                            if (nx != x || ny != y) && sig_f[ny * w + nx] {
+                                nb = true;
+                                break 'scan;
+                            }
+                        }
+                    }
+                    if nb && sp.read(1) == 1 {
+                        sig_f[y * w + x] = true;
+                        newly.push((x, y));
+                    }
+                }
+            }
+            for &(x, y) in &newly {
+                let neg = sp.read(1) == 1;
+                set(out, y * stride + x, neg, (1i64 << pr) | half);
+            }
+            x0 = x1;
+        }
+        y0 = y1;
+    }
+    let mut mr = MrDec {
+        data,
+        pos: data.len(),
+        acc: 0,
+        bits: 0,
+        unstuff: true,
+    };
+    let mut y0 = 0;
+    while y0 < h {
+        let y1 = (y0 + 4).min(h);
+        for x in 0..w {
+            for y in y0..y1 {
+                if !sig_c[y * w + x] {
+                    continue;
+                }
+                let idx = y * stride + x;
+                let v = out[idx];
+                let refine = if passes > 2 {
+                    ((mr.bit() as i64) << pr) | half
+                } else {
+                    1i64 << pr
+                };
+                set(out, idx, v < 0, v.unsigned_abs() as i64 | refine);
+            }
+        }
+        y0 = y1;
+    }
 }
 
 #[cfg(test)]
@@ -923,7 +1154,7 @@ mod tests {
         let enc = encode_block(&data, w, h, w);
         let mut out = vec![0i32; w * h];
         if let Some(bytes) = enc {
-            decode_block(&bytes, &[], 1, 0, w, h, &mut out, w).unwrap();
+            decode_block(&bytes, &[], 1, 0, false, w, h, &mut out, w).unwrap();
         }
         assert_eq!(out, data, "{w}x{h}");
     }

@@ -20,10 +20,10 @@
 //!
 //! [`decode`] reads HTJ2K codestreams written by OpenJPH, Kakadu, Grok and this crate: any
 //! progression order, several tiles and tile-parts, any precinct and code-block size, several
-//! quality layers, SOP/EPH markers, COC/QCC overrides, reversible 5/3 transform. HT cleanup
-//! passes are supported; SigProp/MagRef refinement passes (only produced by lossy HT encoders)
-//! are rejected with [`CodecError::Unsupported`]. Irreversible (9/7) streams and classic
-//! (non-HT) JPEG 2000 code-blocks are rejected the same way.
+//! quality layers, SOP/EPH markers, COC/QCC overrides, reversible 5/3 transform, HT cleanup
+//! plus SigProp/MagRef refinement passes (one HT set per code-block, vertically causal mode
+//! included). Irreversible (9/7) streams, classic (non-HT) JPEG 2000 code-blocks, several HT
+//! sets per code-block, POC, PPM/PPT and RGN are rejected with [`CodecError::Unsupported`].
 //! [`DecodeOptions::max_resolution_levels`] decodes only the first N resolution levels
 //! (a thumbnail at 1/2^k scale).
 //!
@@ -118,6 +118,10 @@ pub struct EncodeOptions {
     pub tile_part_per_resolution: bool,
     /// Code blocks are encoded on up to this many threads (0 = available parallelism).
     pub threads: usize,
+    /// Testing aid: code blocks where possible as a cleanup pass at bit-plane 1 plus SigProp
+    /// and MagRef passes (still lossless), to exercise decoders' refinement-pass support.
+    #[doc(hidden)]
+    pub refinement_passes_for_testing: bool,
 }
 
 impl Default for EncodeOptions {
@@ -132,6 +136,7 @@ impl Default for EncodeOptions {
             tlm: true,
             tile_part_per_resolution: true,
             threads: 1,
+            refinement_passes_for_testing: false,
         }
     }
 }

@@ -424,3 +424,70 @@ fn real_dicom_corpus() {
         "{text}"
     );
 }
+
+/// Code-blocks carrying SigProp and MagRef passes (cleanup at bit-plane 1): our writer is
+/// checked by OpenJPH and OpenJPEG, then our decoder's refinement passes against it.
+#[test]
+fn refinement_passes_interop() {
+    if !have_tools(
+        "refinement_passes_interop",
+        &["ojph_expand", "opj_decompress"],
+    ) {
+        return;
+    }
+    let dir = tmp_dir("refine");
+    let mut rng = Rng(77);
+    for (k, &(w, h, levels)) in [
+        (64u32, 64u32, Some(0u8)),
+        (61, 37, Some(0)),
+        (200, 150, None),
+        (33, 300, Some(2)),
+    ]
+    .iter()
+    .enumerate()
+    {
+        // Noisy 8-bit content: almost every magnitude-1 coefficient has a significant neighbour.
+        let v: Vec<i32> = (0..w * h)
+            .map(|i| {
+                let base = ((i % w) * 3 + (i / w)) as i32 % 200;
+                (base + (rng.next() % 40) as i32).min(255)
+            })
+            .collect();
+        let desc = ImageDesc {
+            width: w,
+            height: h,
+            components: 1,
+            bits_stored: 8,
+            signed: false,
+        };
+        let opts = EncodeOptions {
+            levels,
+            refinement_passes_for_testing: true,
+            ..Default::default()
+        };
+        let j2c = encode_i32(&desc, &v, &opts);
+        let plain = encode_i32(
+            &desc,
+            &v,
+            &EncodeOptions {
+                levels,
+                ..Default::default()
+            },
+        );
+        assert_ne!(j2c, plain, "image {k}: no block used refinement passes");
+        let jf = dir.join(format!("r{k}.j2c"));
+        std::fs::write(&jf, &j2c).unwrap();
+        let of = dir.join(format!("r{k}.ojph.pgm"));
+        run("ojph_expand", &["-i", p(&jf), "-o", p(&of)]);
+        assert_same(&format!("refine {k} ojph_expand"), &read_pnm_i32(&of), &v);
+        let pf = dir.join(format!("r{k}.opj.pgm"));
+        run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+        assert_same(
+            &format!("refine {k} opj_decompress"),
+            &read_pnm_i32(&pf),
+            &v,
+        );
+        let img = decode(&j2c, &DecodeOptions::default()).unwrap();
+        assert_same(&format!("refine {k} ours"), &decoded_i32(&img.samples), &v);
+    }
+}

@@ -37,6 +37,15 @@ fn streams() -> Vec<Vec<u8>> {
                 ..Default::default()
             },
         ));
+        out.push(encode_i32(
+            &desc,
+            &v,
+            &EncodeOptions {
+                refinement_passes_for_testing: true,
+                levels: Some(1),
+                ..Default::default()
+            },
+        ));
     }
     out
 }
