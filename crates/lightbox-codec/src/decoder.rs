@@ -12,7 +12,6 @@ fn unsupported(m: impl Into<String>) -> CodecError {
     CodecError::Unsupported(m.into())
 }
 
-const MAX_PACKETS: usize = 1 << 22;
 const MAX_CODEBLOCKS: u64 = 1 << 22;
 
 #[derive(Clone, Debug)]
@@ -443,8 +442,7 @@ fn ceil_div(a: u64, b: u64) -> u64 {
 }
 
 struct Packet {
-    key: [u64; 5],
-    l: u16,
+    key: [u64; 4],
     r: u8,
     c: u16,
     p: u32,
@@ -461,6 +459,7 @@ fn read_packet<'a>(
     layer: u32,
     sop: bool,
     eph: bool,
+    budget: &mut u64,
 ) -> Result<usize, CodecError> {
     let eof = |_| corrupt("truncated packet header");
     if sop && pos + 1 < data.len() && data[pos] == 0xFF && data[pos + 1] == 0x91 {
@@ -490,6 +489,12 @@ fn read_packet<'a>(
     if nonempty == 1 {
         for b in 0..nb {
             let (x0, x1, y0, y1) = rg.precinct_cbs(r, b, i, j);
+            // Non-included code-blocks may cost no header bits: bound the work per input byte.
+            let cost = ((x1 - x0) * (y1 - y0)) as u64;
+            if cost > *budget {
+                return Err(CodecError::LimitExceeded("packet header work".into()));
+            }
+            *budget -= cost;
             let ncbx = rg.bands[b].ncbx;
             for y in y0..y1 {
                 for x in x0..x1 {
@@ -887,7 +892,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                 let np = rg.npx as u64 * rg.npy as u64;
                 let n: u64 = rg.bands.iter().map(|b| b.ncbx as u64 * b.ncby as u64).sum();
                 cb_count += n + np;
-                if cb_count > MAX_CODEBLOCKS {
+                if cb_count > MAX_CODEBLOCKS.min(opts.max_samples / 4 + (1 << 16)) {
                     return Err(CodecError::LimitExceeded(
                         "too many code-blocks or precincts".into(),
                     ));
@@ -908,67 +913,94 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                 precs,
             });
         }
-        // Packet order.
-        let layers = params.layers as u64;
-        let mut count = 0u64;
-        for tc in &tcs {
-            for rg in &tc.geom.res {
-                count += rg.npx as u64 * rg.npy as u64 * layers;
-            }
-        }
-        if count as usize > MAX_PACKETS {
-            return Err(CodecError::LimitExceeded("too many packets".into()));
-        }
-        let mut pks = Vec::with_capacity(count as usize);
+        // Packet order: sort the (resolution, component, precinct) triples once; layers are
+        // expanded while reading, so hostile layer counts cost nothing until data backs them.
+        let layers = params.layers as u32;
+        let mut base: Vec<Packet> = Vec::new();
         for (c, tc) in tcs.iter().enumerate() {
             for (r, rg) in tc.geom.res.iter().enumerate() {
                 for pi in 0..rg.npx * rg.npy {
                     let (i, j) = (pi % rg.npx, pi / rg.npx);
                     let (px, py) = rg.precinct_pos(tc.cc.levels, r, i, j);
-                    for l in 0..layers {
-                        let (c64, r64, p64) = (c as u64, r as u64, pi as u64);
-                        let key = match params.prog {
-                            0 => [l, r64, c64, p64, 0],
-                            1 => [r64, l, c64, p64, 0],
-                            2 => [r64, py, px, c64, l],
-                            3 => [py, px, c64, r64, l],
-                            _ => [c64, py, px, r64, l],
-                        };
-                        pks.push(Packet {
-                            key,
-                            l: l as u16,
-                            r: r as u8,
-                            c: c as u16,
-                            p: pi as u32,
-                        });
-                    }
+                    let (c64, r64, p64) = (c as u64, r as u64, pi as u64);
+                    let key = match params.prog {
+                        0 | 1 => [r64, c64, p64, 0],
+                        2 => [r64, py, px, c64],
+                        3 => [py, px, c64, r64],
+                        _ => [c64, py, px, r64],
+                    };
+                    base.push(Packet {
+                        key,
+                        r: r as u8,
+                        c: c as u16,
+                        p: pi as u32,
+                    });
                 }
             }
         }
-        pks.sort_by_key(|p| p.key);
+        base.sort_by_key(|p| p.key);
         let parts = &tile_data[t];
         let mut part = 0usize;
         let mut pos = 0usize;
-        for pk in &pks {
+        let tile_bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let mut budget = 1_000 * tile_bytes + (1 << 22);
+        // Reads one packet; Ok(false) once the tile's data is exhausted.
+        let mut visit = |pk: &Packet, l: u32| -> Result<bool, CodecError> {
             // Packets never straddle tile-parts.
             while part < parts.len() && pos >= parts[part].len() {
                 part += 1;
                 pos = 0;
             }
             if part >= parts.len() {
-                break; // remaining packets absent (truncated stream)
+                return Ok(false); // remaining packets absent (truncated stream)
             }
-            let tc = &mut tcs[pk.c as usize];
             pos = read_packet(
                 parts[part],
                 pos,
-                tc,
+                &mut tcs[pk.c as usize],
                 pk.r as usize,
                 pk.p as usize,
-                pk.l as u32,
+                l,
                 params.sop,
                 params.eph,
+                &mut budget,
             )?;
+            Ok(true)
+        };
+        match params.prog {
+            0 => {
+                'lrcp: for l in 0..layers {
+                    for pk in &base {
+                        if !visit(pk, l)? {
+                            break 'lrcp;
+                        }
+                    }
+                }
+            }
+            1 => {
+                let mut start = 0;
+                'rlcp: while start < base.len() {
+                    let r = base[start].r;
+                    let end = start + base[start..].iter().take_while(|p| p.r == r).count();
+                    for l in 0..layers {
+                        for pk in &base[start..end] {
+                            if !visit(pk, l)? {
+                                break 'rlcp;
+                            }
+                        }
+                    }
+                    start = end;
+                }
+            }
+            _ => {
+                'pos: for pk in &base {
+                    for l in 0..layers {
+                        if !visit(pk, l)? {
+                            break 'pos;
+                        }
+                    }
+                }
+            }
         }
         // Reconstruct.
         let mut comp_planes = Vec::with_capacity(nc);
