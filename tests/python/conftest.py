@@ -44,7 +44,7 @@ class Lightbox:
         self.stdout_lines = []
         self.starts = 0
 
-    def start(self, timeout=30.0):
+    def start(self, timeout=30.0, listen_host="127.0.0.1"):
         assert self.proc is None, "already running"
         if not BIN.exists():
             pytest.fail(f"lightbox binary not found at {BIN} (build it with `cargo build -p lightbox` or set LIGHTBOX_BIN)")
@@ -56,7 +56,7 @@ class Lightbox:
         self.stderr_path = self.log_dir / f"lightbox-{self.port}-{self.starts}.stderr"
         self.stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            [str(BIN), "serve", "--listen", f"{listen_host}:{self.port}", "--data-dir", str(self.data_dir)],
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             stdin=subprocess.DEVNULL,
@@ -87,7 +87,11 @@ class Lightbox:
                 f"stderr:\n{self.read_stderr()}"
             )
         self.url = urls[0]
-        assert self.url == f"http://127.0.0.1:{self.port}", f"printed URL {self.url} for port {self.port}"
+        if listen_host == "127.0.0.1":
+            assert self.url == f"http://127.0.0.1:{self.port}", f"printed URL {self.url} for port {self.port}"
+        else:
+            assert self.url.endswith(f":{self.port}"), f"printed URL {self.url} for port {self.port}"
+            self.url = f"http://127.0.0.1:{self.port}"
         return self
 
     def read_stderr(self):

@@ -274,3 +274,37 @@ def test_second_server_on_a_fresh_dir_is_empty(make_server):
     b = make_server()
     assert b.client().list_datastores()["datastoreSummaries"] == []
     assert isinstance(a, Lightbox)
+
+
+def test_non_loopback_listener_needs_credentials(tmp_path):
+    import os
+    import subprocess
+
+    from conftest import BIN, free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
+    cmd = [str(BIN), "serve", "--listen", f"0.0.0.0:{free_port()}", "--data-dir", str(tmp_path / "d")]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20, env=env, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a 0.0.0.0 listener with only the default test/test credentials must refuse to start")
+    assert proc.returncode != 0
+    assert "credential" in (proc.stdout + proc.stderr).lower(), proc.stderr[-2000:]
+
+    # With configured credentials it starts.
+    srv = Lightbox(tmp_path / "d2", tmp_path, env={"LIGHTBOX_CREDENTIALS": "AKIDWIDE:wide-secret"})
+    srv.data_dir.mkdir()
+    try:
+        srv.start(listen_host="0.0.0.0")
+        c = boto3.client(
+            "medical-imaging",
+            endpoint_url=f"http://127.0.0.1:{srv.port}",
+            region_name="us-east-1",
+            aws_access_key_id="AKIDWIDE",
+            aws_secret_access_key="wide-secret",
+            config=Config(retries={"max_attempts": 1}),
+        )
+        assert c.list_datastores()["datastoreSummaries"] == []
+        assert srv.stop() == 0
+    finally:
+        srv.kill()

@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use aws_sdk_medicalimaging;
+pub use aws_sigv4;
 
 /// Default region and account of `lightbox::Config::new`.
 pub const REGION: &str = "us-east-1";
@@ -382,7 +383,16 @@ impl RawRequest {
     }
 
     /// Signs the request as it is now (method, host, path, query, headers, body).
-    pub fn sign(mut self, signer: &Signer) -> Self {
+    pub fn sign(self, signer: &Signer) -> Self {
+        self.sign_with(signer, |_| {})
+    }
+
+    /// Like [`RawRequest::sign`], with a hook to adjust the `aws-sigv4` signing settings.
+    pub fn sign_with(
+        mut self,
+        signer: &Signer,
+        adjust: impl FnOnce(&mut aws_sigv4::http_request::SigningSettings),
+    ) -> Self {
         use aws_sigv4::http_request::{
             SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
         };
@@ -399,6 +409,7 @@ impl RawRequest {
             settings.signature_location = SignatureLocation::QueryParams;
             settings.expires_in = Some(expiry);
         }
+        adjust(&mut settings);
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(&signer.region)

@@ -20,6 +20,14 @@ async fn signed_request_works_and_request_id_is_set() {
         body.get("nextToken").is_none(),
         "no nextToken on the last page: {body}"
     );
+    let rid = resp.header("x-amzn-RequestId").unwrap_or_default();
+    assert!(
+        is_uuid(rid),
+        "success responses carry x-amzn-RequestId too: {rid:?}"
+    );
+    // The two ids differ per request.
+    let again = srv.raw("GET", "/datastore").signed().send().await.unwrap();
+    assert_ne!(again.header("x-amzn-RequestId"), Some(rid));
     srv.shutdown().await.unwrap();
 }
 
@@ -475,5 +483,25 @@ async fn custom_region_and_account_in_arns() {
         .await
         .unwrap()
         .assert_error(404, "ResourceNotFoundException");
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn signed_x_amz_content_sha256_is_accepted() {
+    use lightbox_sdk_tests::aws_sigv4::http_request::PayloadChecksumKind;
+    let srv = TestServer::start().await.unwrap();
+    let body = serde_json::json!({"datastoreName": "sha", "clientToken": "sha-1"});
+    let req = srv
+        .raw("POST", "/datastore")
+        .json(&body)
+        .sign_with(&Signer::default(), |s| {
+            s.payload_checksum_kind = PayloadChecksumKind::XAmzSha256
+        });
+    assert!(
+        req.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("x-amz-content-sha256"))
+    );
+    req.send().await.unwrap().assert_ok();
     srv.shutdown().await.unwrap();
 }

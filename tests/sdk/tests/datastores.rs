@@ -790,3 +790,156 @@ async fn error_metadata_carries_request_id() {
     assert!(is_uuid(rid), "request id {rid}");
     srv.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn concurrent_creates_with_one_token_make_one_datastore() {
+    let srv = TestServer::start().await.unwrap();
+    let client = srv.client();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .create_datastore()
+                .datastore_name("race")
+                .client_token("race-token")
+                .send()
+                .await
+                .map(|o| o.datastore_id().to_string())
+        }));
+    }
+    let mut ids = HashSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap().expect("every retry of the token succeeds"));
+    }
+    assert_eq!(ids.len(), 1, "one token, several data stores: {ids:?}");
+    let list = client.list_datastores().send().await.unwrap();
+    assert_eq!(list.datastore_summaries().len(), 1);
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_creates_respect_the_quota() {
+    let srv = TestServer::start_with(|c| c.max_datastores = 3)
+        .await
+        .unwrap();
+    let client = srv.client();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .create_datastore()
+                .datastore_name(format!("burst-{i}"))
+                .send()
+                .await
+        }));
+    }
+    let (mut ok, mut quota) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => match e.as_service_error() {
+                Some(CreateDatastoreError::ServiceQuotaExceededException(_)) => quota += 1,
+                _ => panic!("unexpected error: {e:?}"),
+            },
+        }
+    }
+    assert_eq!((ok, quota), (3, 9));
+    let list = client.list_datastores().send().await.unwrap();
+    assert_eq!(list.datastore_summaries().len(), 3);
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn pagination_is_a_cursor_not_an_offset() {
+    // New data stores created between pages must not shift the remaining pages.
+    let srv = TestServer::start().await.unwrap();
+    let client = srv.client();
+    let mut old = Vec::new();
+    for i in 0..5 {
+        old.push(
+            client
+                .create_datastore()
+                .datastore_name(format!("old-{i}"))
+                .send()
+                .await
+                .unwrap()
+                .datastore_id
+                .clone(),
+        );
+    }
+    let first = client
+        .list_datastores()
+        .max_results(2)
+        .send()
+        .await
+        .unwrap();
+    let token = first.next_token().unwrap().to_string();
+    for i in 0..2 {
+        client
+            .create_datastore()
+            .datastore_name(format!("new-{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut seen: Vec<String> = first
+        .datastore_summaries()
+        .iter()
+        .map(|s| s.datastore_id().to_string())
+        .collect();
+    let mut token = Some(token);
+    while let Some(t) = token {
+        let page = client
+            .list_datastores()
+            .max_results(2)
+            .next_token(t)
+            .send()
+            .await
+            .unwrap();
+        seen.extend(
+            page.datastore_summaries()
+                .iter()
+                .map(|s| s.datastore_id().to_string()),
+        );
+        token = page.next_token().map(String::from);
+    }
+    let newest_first: Vec<String> = old.iter().rev().cloned().collect();
+    assert_eq!(
+        seen, newest_first,
+        "pages after the first must continue where it ended"
+    );
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn create_with_too_many_tags_is_rejected() {
+    let srv = TestServer::start().await.unwrap();
+    let client = srv.client();
+    let mut req = client.create_datastore().datastore_name("tags51");
+    for i in 0..51 {
+        req = req.tags(format!("k{i}"), "v");
+    }
+    let err = req.send().await.unwrap_err();
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(CreateDatastoreError::ValidationException(_))
+        ),
+        "{err:?}"
+    );
+    let mut req = client.create_datastore().datastore_name("tags50");
+    for i in 0..50 {
+        req = req.tags(format!("k{i}"), "v");
+    }
+    let id = req.send().await.unwrap().datastore_id().to_string();
+    let tags = client
+        .list_tags_for_resource()
+        .resource_arn(srv.datastore_arn(&id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tags().len(), 50);
+    srv.shutdown().await.unwrap();
+}

@@ -203,6 +203,8 @@ async fn tag_key_and_value_constraints() {
         ("", "v"),
         (&*"k".repeat(129), "v"),
         ("ok", &*"v".repeat(257)),
+        ("bad key!", "v"),
+        ("with space", "v"),
     ] {
         let err = client
             .tag_resource()
@@ -400,5 +402,55 @@ async fn deleted_datastore_has_no_tags() {
         ),
         "{err:?}"
     );
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn untag_key_list_limits() {
+    let srv = TestServer::start().await.unwrap();
+    let client = srv.client();
+    let id = create_active(&client, "untag-limits").await.unwrap();
+    let arn = srv.datastore_arn(&id);
+    client
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags("keep", "v")
+        .send()
+        .await
+        .unwrap();
+    // TagKeyList holds at most 200 keys.
+    let mut req = client.untag_resource().resource_arn(&arn);
+    for i in 0..201 {
+        req = req.tag_keys(format!("k{i}"));
+    }
+    let err = req.send().await.unwrap_err();
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(UntagResourceError::ValidationException(_))
+        ),
+        "201 tagKeys: {err:?}"
+    );
+    let mut req = client.untag_resource().resource_arn(&arn);
+    for i in 0..200 {
+        req = req.tag_keys(format!("k{i}"));
+    }
+    req.send().await.unwrap();
+    // An invalid key in the list.
+    let err = client
+        .untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("aws:x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.as_service_error(),
+            Some(UntagResourceError::ValidationException(_))
+        ),
+        "untag aws: key: {err:?}"
+    );
+    assert_eq!(tags_of(&client, &arn).await.len(), 1);
     srv.shutdown().await.unwrap();
 }

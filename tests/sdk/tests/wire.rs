@@ -518,3 +518,46 @@ async fn error_headers_on_every_class() {
         .assert_error(409, "ConflictException");
     srv.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn chunked_request_body_is_accepted() {
+    let srv = TestServer::start().await.unwrap();
+    let body =
+        serde_json::to_vec(&json!({"datastoreName": "chunked", "clientToken": "ch"})).unwrap();
+    // Sign over the real body, then send it with Transfer-Encoding: chunked in two chunks.
+    let req = srv
+        .raw("POST", "/datastore")
+        .json(&json!({"datastoreName": "chunked", "clientToken": "ch"}))
+        .signed()
+        .set_header("transfer-encoding", "chunked");
+    let mut bytes = req.head_bytes();
+    let (a, b) = body.split_at(body.len() / 2);
+    for part in [a, b] {
+        bytes.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        bytes.extend_from_slice(part);
+        bytes.extend_from_slice(b"\r\n");
+    }
+    bytes.extend_from_slice(b"0\r\n\r\n");
+    let resp = send_bytes(srv.addr(), &bytes, false).await.unwrap();
+    assert_eq!(resp.assert_ok()["datastoreStatus"], "CREATING");
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn over_long_next_token_is_rejected() {
+    let srv = TestServer::start().await.unwrap();
+    let token = "A".repeat(8193);
+    let resp = srv
+        .raw("GET", &format!("/datastore?nextToken={token}"))
+        .signed()
+        .send()
+        .await
+        .unwrap();
+    let msg = resp.assert_error(400, "ValidationException");
+    assert!(msg.contains("nextToken"), "{msg}");
+    assert!(
+        !msg.contains(&token),
+        "an 8 KiB token should not be echoed whole"
+    );
+    srv.shutdown().await.unwrap();
+}
