@@ -301,26 +301,100 @@ pub(crate) fn encode(
     }
     let mb = |qi: usize| guard + eps[qi] - 1;
 
-    // Packets.
-    let packet = |c: usize, r: usize, pi: usize| -> Vec<u8> {
+    // Packets. With `layers_for_testing` > 1, blocks at odd grid positions are included in
+    // layer 1 instead of layer 0 and later layers are empty, exercising decoders' multi-layer
+    // paths; normal output has one layer.
+    let layers = opts.layers_for_testing.max(1) as usize;
+    // Contribution of block (band b, grid index idx) to layer l: (passes, byte range).
+    let contribution =
+        |bc: &BandCode, ncbx: usize, idx: usize, l: usize| -> Option<(u32, usize, usize)> {
+            let (data, cl, passes) = bc.blocks[idx].as_ref()?;
+            let f = if layers > 1 {
+                (idx % ncbx + idx / ncbx) % 2
+            } else {
+                0
+            };
+            if *passes == 3 && f + 1 < layers {
+                if l == f {
+                    return Some((1, 0, *cl));
+                }
+                if l == f + 1 {
+                    return Some((2, *cl, data.len()));
+                }
+                return None;
+            }
+            (l == f).then_some((*passes, 0, data.len()))
+        };
+    let first_layer = |bc: &BandCode, ncbx: usize, idx: usize| -> u32 {
+        if bc.blocks[idx].is_none() {
+            u32::MAX
+        } else if layers > 1 {
+            ((idx % ncbx + idx / ncbx) % 2) as u32
+        } else {
+            0
+        }
+    };
+    struct PrecEnc {
+        incl: Vec<TagTree>,
+        zbp: Vec<TagTree>,
+        lblock: Vec<Vec<u32>>,
+        included: Vec<Vec<bool>>,
+    }
+    let mut prec_state: std::collections::HashMap<(usize, usize, usize), PrecEnc> =
+        std::collections::HashMap::new();
+    let mut packet = |c: usize, r: usize, pi: usize, l: usize| -> Vec<u8> {
         let rg = &g.res[r];
         let (i, j) = (pi % rg.npx.max(1), pi / rg.npx.max(1));
-        let mut bw = BitWriter::new();
-        let mut body = Vec::new();
-        let mut any = false;
-        let mut ranges = Vec::new();
-        for (b, _) in rg.bands.iter().enumerate() {
-            let (cx0, cx1, cy0, cy1) = rg.precinct_cbs(r, b, i, j);
-            ranges.push((cx0, cx1, cy0, cy1));
-            let bc = &coded[c][r][b];
-            for y in cy0..cy1 {
-                for x in cx0..cx1 {
-                    if bc.blocks[y * rg.bands[b].ncbx + x].is_some() {
-                        any = true;
+        let ranges: Vec<(usize, usize, usize, usize)> = (0..rg.bands.len())
+            .map(|b| rg.precinct_cbs(r, b, i, j))
+            .collect();
+        let st = prec_state.entry((c, r, pi)).or_insert_with(|| {
+            let mut incl = Vec::new();
+            let mut zbp = Vec::new();
+            let mut lblock = Vec::new();
+            let mut included = Vec::new();
+            for (b, bg) in rg.bands.iter().enumerate() {
+                let (cx0, cx1, cy0, cy1) = ranges[b];
+                let (tw, th) = (cx1 - cx0, cy1 - cy0);
+                let bc = &coded[c][r][b];
+                let p = mb(bg.qcd_index) - 1;
+                let mut iv = vec![u32::MAX; tw * th];
+                let mut zv = vec![u32::MAX; tw * th];
+                for y in 0..th {
+                    for x in 0..tw {
+                        let idx = (cy0 + y) * bg.ncbx + cx0 + x;
+                        iv[y * tw + x] = first_layer(bc, bg.ncbx, idx);
+                        if let Some((_, _, passes)) = &bc.blocks[idx] {
+                            // The cleanup pass sits at bit-plane 0, or 1 when refinement follows.
+                            zv[y * tw + x] = if *passes == 1 { p } else { p - 1 };
+                        }
                     }
                 }
+                let mut t = TagTree::new(tw, th, 0);
+                t.set_leaves(&iv);
+                incl.push(t);
+                let mut t = TagTree::new(tw, th, 0);
+                t.set_leaves(&zv);
+                zbp.push(t);
+                lblock.push(vec![3u32; tw * th]);
+                included.push(vec![false; tw * th]);
             }
-        }
+            PrecEnc {
+                incl,
+                zbp,
+                lblock,
+                included,
+            }
+        });
+        let mut bw = BitWriter::new();
+        let mut body = Vec::new();
+        let any = rg.bands.iter().enumerate().any(|(b, bg)| {
+            let (cx0, cx1, cy0, cy1) = ranges[b];
+            (cy0..cy1).any(|y| {
+                (cx0..cx1)
+                    .any(|x| contribution(&coded[c][r][b], bg.ncbx, y * bg.ncbx + x, l).is_some())
+            })
+        });
         if !any {
             bw.bit(0);
             return bw.finish();
@@ -333,51 +407,57 @@ pub(crate) fn encode(
                 continue;
             }
             let bc = &coded[c][r][b];
-            let p = mb(bg.qcd_index) - 1;
-            let mut incl = vec![1u32; tw * th];
-            let mut zbp = vec![u32::MAX; tw * th];
             for y in 0..th {
                 for x in 0..tw {
-                    if let Some((_, _, passes)) = &bc.blocks[(cy0 + y) * bg.ncbx + cx0 + x] {
-                        incl[y * tw + x] = 0;
-                        // The cleanup pass sits at bit-plane 0, or 1 when refinement follows.
-                        zbp[y * tw + x] = if *passes == 1 { p } else { p - 1 };
+                    let idx = (cy0 + y) * bg.ncbx + cx0 + x;
+                    let k = y * tw + x;
+                    let contrib = contribution(bc, bg.ncbx, idx, l);
+                    if st.included[b][k] {
+                        bw.bit(contrib.is_some() as u32);
+                    } else {
+                        st.incl[b].encode(x, y, l as u32 + 1, &mut bw);
                     }
-                }
-            }
-            let mut t_incl = TagTree::new(tw, th, 0);
-            t_incl.set_leaves(&incl);
-            let mut t_zbp = TagTree::new(tw, th, 0);
-            t_zbp.set_leaves(&zbp);
-            for y in 0..th {
-                for x in 0..tw {
-                    t_incl.encode(x, y, 1, &mut bw);
-                    if let Some((data, cl, passes)) = &bc.blocks[(cy0 + y) * bg.ncbx + cx0 + x] {
-                        t_zbp.encode(x, y, zbp[y * tw + x] + 1, &mut bw);
-                        let lens: &[(u32, u32)] = if *passes == 1 {
-                            bw.bit(0); // one coding pass
-                            &[(data.len() as u32, 0)]
+                    let Some((np, s, e)) = contrib else { continue };
+                    let (data, cl, total) = bc.blocks[idx].as_ref().expect("contributing block");
+                    if !st.included[b][k] {
+                        let z = if *total == 3 {
+                            mb(bg.qcd_index) - 2
                         } else {
-                            bw.bits(0b1100, 4); // three coding passes
-                            &[(*cl as u32, 0), ((data.len() - cl) as u32, 1)]
+                            mb(bg.qcd_index) - 1
                         };
-                        // Lblock = 3 + k must hold every length in Lblock + log2(passes) bits.
-                        let k = lens
-                            .iter()
-                            .map(|&(len, extra)| {
-                                (32 - len.leading_zeros()).saturating_sub(3 + extra)
-                            })
-                            .max()
-                            .unwrap_or(0);
-                        for _ in 0..k {
-                            bw.bit(1);
-                        }
-                        bw.bit(0);
-                        for &(len, extra) in lens {
-                            bw.bits(len, 3 + k + extra);
-                        }
-                        body.extend_from_slice(data);
+                        st.zbp[b].encode(x, y, z + 1, &mut bw);
+                        st.included[b][k] = true;
                     }
+                    // Pass count codewords (T.800 Table B.4) and segment lengths.
+                    let lens: Vec<(u32, u32)> = match np {
+                        1 => {
+                            bw.bit(0);
+                            vec![((e - s) as u32, 0)]
+                        }
+                        2 => {
+                            bw.bits(0b10, 2);
+                            vec![((e - s) as u32, 1)]
+                        }
+                        _ => {
+                            bw.bits(0b1100, 4);
+                            vec![(*cl as u32, 0), ((e - cl) as u32, 1)]
+                        }
+                    };
+                    let lb = st.lblock[b][k];
+                    let need = lens
+                        .iter()
+                        .map(|&(len, extra)| (32 - len.leading_zeros()).saturating_sub(lb + extra))
+                        .max()
+                        .unwrap_or(0);
+                    for _ in 0..need {
+                        bw.bit(1);
+                    }
+                    bw.bit(0);
+                    st.lblock[b][k] = lb + need;
+                    for &(len, extra) in &lens {
+                        bw.bits(len, lb + need + extra);
+                    }
+                    body.extend_from_slice(&data[s..e]);
                 }
             }
         }
@@ -388,10 +468,11 @@ pub(crate) fn encode(
 
     // Packet order.
     struct Pk {
-        key: (u64, u64, u64, u64),
+        key: (u64, u64, u64, u64, u64),
         c: usize,
         r: usize,
         p: usize,
+        l: usize,
     }
     let mut pks = Vec::new();
     for c in 0..nc {
@@ -399,15 +480,23 @@ pub(crate) fn encode(
             for pi in 0..rg.npx * rg.npy {
                 let (i, j) = (pi % rg.npx, pi / rg.npx);
                 let (px, py) = rg.precinct_pos(levels, r, i, j);
-                let (c64, r64, p64) = (c as u64, r as u64, pi as u64);
-                let key = match opts.progression {
-                    Progression::Lrcp => (r64, c64, p64, 0),
-                    Progression::Rlcp => (r64, c64, p64, 0),
-                    Progression::Rpcl => (r64, py, px, c64),
-                    Progression::Pcrl => (py, px, c64, r64),
-                    Progression::Cprl => (c64, py, px, r64),
-                };
-                pks.push(Pk { key, c, r, p: pi });
+                for l in 0..layers {
+                    let (c64, r64, p64, l64) = (c as u64, r as u64, pi as u64, l as u64);
+                    let key = match opts.progression {
+                        Progression::Lrcp => (l64, r64, c64, p64, 0),
+                        Progression::Rlcp => (r64, l64, c64, p64, 0),
+                        Progression::Rpcl => (r64, py, px, c64, l64),
+                        Progression::Pcrl => (py, px, c64, r64, l64),
+                        Progression::Cprl => (c64, py, px, r64, l64),
+                    };
+                    pks.push(Pk {
+                        key,
+                        c,
+                        r,
+                        p: pi,
+                        l,
+                    });
+                }
             }
         }
     }
@@ -422,7 +511,7 @@ pub(crate) fn encode(
             parts.push(Vec::new());
             cur_r = pk.r;
         }
-        let bytes = packet(pk.c, pk.r, pk.p);
+        let bytes = packet(pk.c, pk.r, pk.p, pk.l);
         parts.last_mut().expect("part").extend_from_slice(&bytes);
     }
     if parts.is_empty() {
@@ -480,7 +569,7 @@ pub(crate) fn encode(
         Progression::Pcrl => 3,
         Progression::Cprl => 4,
     });
-    put16(&mut out, 1);
+    put16(&mut out, layers as u16);
     out.push(rct as u8);
     out.push(levels);
     out.push(xcb - 2);

@@ -122,6 +122,10 @@ pub struct EncodeOptions {
     /// and MagRef passes (still lossless), to exercise decoders' refinement-pass support.
     #[doc(hidden)]
     pub refinement_passes_for_testing: bool,
+    /// Testing aid: write this many quality layers (code-blocks at odd grid positions are
+    /// included in layer 1, later layers are empty).
+    #[doc(hidden)]
+    pub layers_for_testing: u16,
 }
 
 impl Default for EncodeOptions {
@@ -137,6 +141,7 @@ impl Default for EncodeOptions {
             tile_part_per_resolution: true,
             threads: 1,
             refinement_passes_for_testing: false,
+            layers_for_testing: 1,
         }
     }
 }

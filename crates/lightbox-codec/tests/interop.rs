@@ -491,3 +491,64 @@ fn refinement_passes_interop() {
         assert_same(&format!("refine {k} ours"), &decoded_i32(&img.samples), &v);
     }
 }
+
+/// Several quality layers (code-blocks first included in layer 1, trailing empty layers) in
+/// every progression order: written by us, checked by OpenJPEG, then decoded by us. OpenJPH
+/// decodes single-layer codestreams only. (OpenJPEG 2.5.0 rejects multi-layer streams whose
+/// blocks carry refinement passes, so that combination has no oracle and is not asserted.)
+#[test]
+fn multi_layer_interop() {
+    if !have_tools("multi_layer_interop", &["opj_decompress"]) {
+        return;
+    }
+    let dir = tmp_dir("layers");
+    let mut rng = Rng(4242);
+    let (w, h) = (150u32, 97u32);
+    let v: Vec<i32> = (0..w * h * 3)
+        .map(|i| {
+            let p = i / 3;
+            let base = ((p % w) * 2 + (p / w) + (i % 3) * 40) as i32 % 220;
+            (base + (rng.next() % 30) as i32).min(255)
+        })
+        .collect();
+    let desc = ImageDesc {
+        width: w,
+        height: h,
+        components: 3,
+        bits_stored: 8,
+        signed: false,
+    };
+    let mut k = 0;
+    for prog in [
+        Progression::Rpcl,
+        Progression::Lrcp,
+        Progression::Rlcp,
+        Progression::Pcrl,
+        Progression::Cprl,
+    ] {
+        for (layers, precincts) in [
+            (2u16, vec![]),
+            (4, vec![(5u8, 5u8)]),
+            (3, vec![(4, 4), (6, 6)]),
+        ] {
+            let opts = EncodeOptions {
+                progression: prog,
+                layers_for_testing: layers,
+                precincts: precincts.clone(),
+                block_size_log2: (5, 5),
+                ..Default::default()
+            };
+            let j2c = encode_i32(&desc, &v, &opts);
+            assert_eq!(info(&j2c).unwrap().layers, layers);
+            let what = format!("{prog:?} layers {layers} precincts {precincts:?}");
+            let jf = dir.join(format!("m{k}.j2c"));
+            std::fs::write(&jf, &j2c).unwrap();
+            let pf = dir.join(format!("m{k}.opj.ppm"));
+            run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+            assert_same(&format!("{what} opj_decompress"), &read_pnm_i32(&pf), &v);
+            let img = decode(&j2c, &DecodeOptions::default()).unwrap();
+            assert_same(&format!("{what} ours"), &decoded_i32(&img.samples), &v);
+            k += 1;
+        }
+    }
+}
