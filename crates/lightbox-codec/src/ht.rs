@@ -663,7 +663,7 @@ impl<'a> VlcDec<'a> {
             last_gt_8f: d > 0x8F,
         }
     }
-    #[inline]
+    #[inline(always)]
     fn fill(&mut self) {
         while self.bits <= 56 {
             let b = if self.pos >= self.start as isize {
@@ -980,27 +980,24 @@ pub(crate) fn decode_block(
                 if rho[k] != 0 && big_u > 32 {
                     return Err(BlockError("HT exponent too large"));
                 }
+                let (r, ekk, e1k) = (rho[k], ek[k], e1[k]);
+                let limit = (1u64 << 31) >> p;
                 for n in 0..4 {
-                    if rho[k] & (1 << n) == 0 {
+                    if r & (1 << n) == 0 {
                         continue;
                     }
                     let (dx, dy) = (n >> 1, n & 1);
-                    let imp = (ek[k] >> n) & 1;
-                    if imp > big_u {
-                        return Err(BlockError("invalid implied MSB"));
-                    }
-                    let m = big_u - imp;
-                    let mut v = ms.read(m);
-                    v |= (((e1[k] >> n) & 1) as u64) << m;
+                    // kappa >= 1, so big_u >= 1 >= the implied-MSB bit.
+                    let m = big_u - ((ekk >> n) & 1);
+                    let v = ms.read(m) | ((((e1k >> n) & 1) as u64) << m);
                     let mu = (v >> 1) + 1;
-                    if mu >= (1u64 << 31) >> p {
+                    if mu >= limit {
                         return Err(BlockError("HT magnitude overflow"));
                     }
-                    let mag = ((mu << p) | half).min(i32::MAX as u64) as i32;
+                    let mag = ((mu << p) | half) as i32;
                     out[(y + dy) * stride + x + dx] = if v & 1 == 1 { -mag } else { mag };
-                    let e = 64 - (2 * mu - 1).leading_zeros();
                     if dy == 1 {
-                        e_cur[x + dx + 1] = e;
+                        e_cur[x + dx + 1] = 64 - (2 * mu - 1).leading_zeros();
                     }
                 }
             }
