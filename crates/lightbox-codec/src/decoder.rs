@@ -1060,21 +1060,27 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         (0, ((1i64 << prec) - 1) as i32, 1i32 << (prec - 1))
     };
     let conv = |v: i32| v.wrapping_add(shift).clamp(lo, hi);
-    fn gather<T: Copy>(planes: &[Vec<i32>], n: usize, f: impl Fn(i32) -> T) -> Vec<T> {
+    fn gather<T: Copy + Default>(planes: &[Vec<i32>], n: usize, f: impl Fn(i32) -> T) -> Vec<T> {
         let nc = planes.len();
-        let mut v = Vec::with_capacity(n * nc);
         if nc == 1 {
-            v.extend(planes[0].iter().map(|&x| f(x)));
-        } else if nc == 3 {
-            for ((&a, &b), &c) in planes[0].iter().zip(&planes[1]).zip(&planes[2]) {
-                v.push(f(a));
-                v.push(f(b));
-                v.push(f(c));
+            return planes[0].iter().map(|&x| f(x)).collect();
+        }
+        let mut v = vec![T::default(); n * nc];
+        if nc == 3 {
+            for (((px, &a), &b), &c) in v
+                .chunks_exact_mut(3)
+                .zip(&planes[0])
+                .zip(&planes[1])
+                .zip(&planes[2])
+            {
+                px[0] = f(a);
+                px[1] = f(b);
+                px[2] = f(c);
             }
         } else {
-            for i in 0..n {
-                for p in planes {
-                    v.push(f(p[i]));
+            for (i, px) in v.chunks_exact_mut(nc).enumerate() {
+                for (d, p) in px.iter_mut().zip(planes) {
+                    *d = f(p[i]);
                 }
             }
         }
