@@ -14,18 +14,26 @@
 //!   (`SOT`/`SOD`), `EOC`. The TLM entries let a client fetch only the first N resolutions.
 //!
 //! Input samples are 1–16 bits, signed or unsigned, 1 to 4 components, interleaved
-//! (`RGBRGB…`) or planar (`RRR…GGG…BBB…`), any size from 1×1 to 65535×65535 (memory permitting).
+//! (`RGBRGB…`) or planar (`RRR…GGG…BBB…`), any size from 1×1 upwards (16384×16384 verified
+//! against OpenJPH; memory use is about 10 bytes per sample while encoding or decoding).
+//! Quantization exponents use the nominal subband gains, and the guard bits are raised when
+//! the actual coefficients need more magnitude bit-planes, so every codestream is decodable by
+//! 32-bit HT decoders. [`EncodeOptions::threads`] codes code-blocks on several threads; the
+//! output is byte-identical for any thread count.
 //!
 //! # Decoding
 //!
-//! [`decode`] reads HTJ2K codestreams written by OpenJPH, Kakadu, Grok and this crate: any
-//! progression order, several tiles and tile-parts, any precinct and code-block size, several
-//! quality layers, SOP/EPH markers, COC/QCC overrides, reversible 5/3 transform, HT cleanup
-//! plus SigProp/MagRef refinement passes (one HT set per code-block, vertically causal mode
-//! included). Irreversible (9/7) streams, classic (non-HT) JPEG 2000 code-blocks, several HT
-//! sets per code-block, POC, PPM/PPT and RGN are rejected with [`CodecError::Unsupported`].
+//! [`decode`] reads reversible HTJ2K codestreams (tested against OpenJPH 0.9 and 0.26 output
+//! and this crate's): any progression order, several tiles and tile-parts, image and tile
+//! offsets, any precinct and code-block size, several quality layers, SOP/EPH markers,
+//! COC/QCC overrides, HT cleanup plus SigProp/MagRef refinement passes (one HT set per
+//! code-block, vertically causal mode included), 1–4 components of up to 16 bits.
+//! Irreversible (9/7) streams, classic (non-HT) JPEG 2000 code-blocks, several HT sets per
+//! code-block, component subsampling, more than 16 bits, POC, PPM/PPT and RGN are rejected
+//! with [`CodecError::Unsupported`].
 //! [`DecodeOptions::max_resolution_levels`] decodes only the first N resolution levels
-//! (a thumbnail at 1/2^k scale).
+//! (a thumbnail at 1/2^k scale); a codestream cut after the tile-parts of the first N
+//! resolutions (using the TLM lengths) decodes the same way.
 //!
 //! Corrupt, truncated or hostile input returns [`CodecError`]; it never panics and never
 //! allocates more than [`DecodeOptions::max_samples`] output samples (plus bounded bookkeeping).
