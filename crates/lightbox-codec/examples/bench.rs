@@ -2,7 +2,7 @@
 //! `ojph_expand` on the same images, plus compressed size relative to OpenJPH.
 //!
 //! ```text
-//! cargo run --release -p lightbox-codec --example bench [-- --reps N --threads T --out DIR]
+//! cargo run --release -p lightbox-codec --example bench [-- --reps N --threads T --reuse --out DIR]
 //! ```
 //! Images: a 512×512 16-bit CT-like image, 2048×2048 12-bit, 3000×3000 15-bit radiograph and
 //! an 8-bit RGB image. When `target-codec/corpus` (scripts/codec-corpus.py extract) exists,
@@ -161,6 +161,7 @@ fn main() {
     };
     let reps: usize = arg("--reps").and_then(|s| s.parse().ok()).unwrap_or(5);
     let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(1);
+    let reuse = args.iter().any(|a| a == "--reuse");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out_dir = arg("--out")
         .map(PathBuf::from)
@@ -183,10 +184,12 @@ fn main() {
         };
         let eopts = EncodeOptions {
             threads,
+            reuse_buffers: reuse,
             ..Default::default()
         };
         let dopts = DecodeOptions {
             threads,
+            reuse_buffers: reuse,
             ..Default::default()
         };
         let u8s: Vec<u8> = img.samples.iter().map(|&s| s as u8).collect();

@@ -726,6 +726,7 @@ fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, Code
 
 pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, CodecError> {
     let hdr = parse_main(data)?;
+    let _reuse = crate::pool::Reuse::new(opts.reuse_buffers);
     let threads = par::threads(opts.threads);
     let siz = &hdr.siz;
     let nc = siz.comps.len();
@@ -1092,6 +1093,9 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         (true, true) => DecodedSamples::I8(gather(&planes, n, |x| conv(x) as i8)),
         (true, false) => DecodedSamples::I16(gather(&planes, n, |x| conv(x) as i16)),
     };
+    for p in planes {
+        crate::pool::recycle(p);
+    }
     Ok(DecodedImage {
         width: ow as u32,
         height: oh as u32,

@@ -14,7 +14,7 @@ impl Plane {
         Plane {
             w,
             h,
-            data: vec![0; w * h],
+            data: crate::pool::zeroed(w * h),
         }
     }
 }
@@ -273,22 +273,22 @@ pub(crate) fn forward_level(mut p: Plane, x0: u64, y0: u64) -> Level {
         ll: Plane {
             w: nlx,
             h: nly,
-            data: Vec::with_capacity(nlx * nly),
+            data: crate::pool::with_capacity(nlx * nly),
         },
         hl: Plane {
             w: nhx,
             h: nly,
-            data: Vec::with_capacity(nhx * nly),
+            data: crate::pool::with_capacity(nhx * nly),
         },
         lh: Plane {
             w: nlx,
             h: nhy,
-            data: Vec::with_capacity(nlx * nhy),
+            data: crate::pool::with_capacity(nlx * nhy),
         },
         hh: Plane {
             w: nhx,
             h: nhy,
-            data: Vec::with_capacity(nhx * nhy),
+            data: crate::pool::with_capacity(nhx * nhy),
         },
     };
     let mut tmp = Vec::with_capacity(p.w);
@@ -304,6 +304,7 @@ pub(crate) fn forward_level(mut p: Plane, x0: u64, y0: u64) -> Level {
         lo.data.extend_from_slice(&row[..nlx]);
         hi.data.extend_from_slice(&row[nlx..]);
     }
+    crate::pool::recycle(p.data);
     lv
 }
 
@@ -314,7 +315,7 @@ pub(crate) fn inverse_level(lv: &Level, x0: u64, y0: u64, w: usize, h: usize) ->
     let nhx = w - nlx;
     let odd = x0 & 1 == 1;
     let yo = (y0 & 1) as usize;
-    let mut data = Vec::with_capacity(w * h);
+    let mut data = crate::pool::with_capacity(w * h);
     let mut tmp = vec![0i32; w];
     let mut row = vec![0i32; w];
     for r in 0..h {

@@ -35,7 +35,7 @@ fn convert<T: Copy + Into<i64>>(
     hi: i64,
     shift: i32,
 ) -> Result<Vec<Plane>, CodecError> {
-    let mut planes: Vec<Vec<i32>> = (0..nc).map(|_| Vec::with_capacity(n)).collect();
+    let mut planes: Vec<Vec<i32>> = (0..nc).map(|_| crate::pool::with_capacity(n)).collect();
     let check = |v: i64, idx: usize| -> Result<i32, CodecError> {
         if v < lo || v > hi {
             return Err(invalid(format!("sample {v} at index {idx} out of range")));
@@ -224,6 +224,7 @@ pub(crate) fn encode(
         ));
     }
     let nc = desc.components as usize;
+    let _reuse = crate::pool::Reuse::new(opts.reuse_buffers);
     let (w, h) = (desc.width, desc.height);
     let levels = default_levels(w, h, opts.levels);
     let mut precincts = Vec::with_capacity(levels as usize + 1);
@@ -259,7 +260,7 @@ pub(crate) fn encode(
     let threads = par::threads(opts.threads);
     let code_comp = |p: Plane| -> Vec<Vec<BandCode>> {
         let bands = decompose(p, levels);
-        bands
+        let coded = bands
             .iter()
             .zip(g.res.iter())
             .map(|(bs, rg)| {
@@ -268,7 +269,11 @@ pub(crate) fn encode(
                     .map(|(p, bg)| encode_band(p, bg, threads, opts.refinement_passes_for_testing))
                     .collect()
             })
-            .collect()
+            .collect();
+        for p in bands.into_iter().flatten() {
+            crate::pool::recycle(p.data);
+        }
+        coded
     };
     let coded: Vec<Vec<Vec<BandCode>>> = planes.into_iter().map(code_comp).collect();
 

@@ -62,6 +62,7 @@ mod encoder;
 mod geom;
 mod ht;
 mod par;
+mod pool;
 mod t2;
 mod vlc_tables;
 
@@ -126,6 +127,9 @@ pub struct EncodeOptions {
     pub tile_part_per_resolution: bool,
     /// Code blocks are encoded on up to this many threads (0 = available parallelism).
     pub threads: usize,
+    /// Keep large working buffers on the calling thread between calls (up to 256 MiB), which
+    /// saves the kernel's page-fault cost when many images are coded on one thread.
+    pub reuse_buffers: bool,
     /// Testing aid: code blocks where possible as a cleanup pass at bit-plane 1 plus SigProp
     /// and MagRef passes (still lossless), to exercise decoders' refinement-pass support.
     #[doc(hidden)]
@@ -148,6 +152,7 @@ impl Default for EncodeOptions {
             tlm: true,
             tile_part_per_resolution: true,
             threads: 1,
+            reuse_buffers: false,
             refinement_passes_for_testing: false,
             layers_for_testing: 1,
         }
@@ -163,6 +168,9 @@ pub struct DecodeOptions {
     pub max_samples: u64,
     /// Code blocks are decoded on up to this many threads (0 = available parallelism).
     pub threads: usize,
+    /// Keep large working buffers on the calling thread between calls (see
+    /// [`EncodeOptions::reuse_buffers`]).
+    pub reuse_buffers: bool,
 }
 
 impl Default for DecodeOptions {
@@ -171,6 +179,7 @@ impl Default for DecodeOptions {
             max_resolution_levels: None,
             max_samples: 1 << 28,
             threads: 1,
+            reuse_buffers: false,
         }
     }
 }
