@@ -162,6 +162,7 @@ fn main() {
     let reps: usize = arg("--reps").and_then(|s| s.parse().ok()).unwrap_or(5);
     let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(1);
     let reuse = args.iter().any(|a| a == "--reuse");
+    let only = arg("--only");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out_dir = arg("--out")
         .map(PathBuf::from)
@@ -174,6 +175,9 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for img in images(&corpus) {
+        if only.as_deref().is_some_and(|o| !img.name.contains(o)) {
+            continue;
+        }
         let mp = (img.w as f64 * img.h as f64) / 1e6;
         let desc = ImageDesc {
             width: img.w,

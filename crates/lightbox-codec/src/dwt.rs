@@ -119,8 +119,21 @@ fn fwd_1d(x: &mut [i32], odd: bool, tmp: &mut Vec<i32>) {
     let o = odd as usize;
     let nl = low_count(o as u64, n);
     tmp.clear();
-    tmp.extend(x.iter().skip(o).step_by(2));
-    tmp.extend(x.iter().skip(1 - o).step_by(2));
+    tmp.resize(n, 0);
+    {
+        let (l, h) = tmp.split_at_mut(nl);
+        let (first, second) = if o == 0 { (l, h) } else { (h, l) };
+        for (pair, (a, b)) in x
+            .chunks_exact(2)
+            .zip(first.iter_mut().zip(second.iter_mut()))
+        {
+            *a = pair[0];
+            *b = pair[1];
+        }
+        if n % 2 == 1 {
+            first[first.len() - 1] = x[n - 1];
+        }
+    }
     let (l, h) = tmp.split_at_mut(nl);
     let (ap, au) = offsets(odd);
     predict::<true>(h, l, ap);

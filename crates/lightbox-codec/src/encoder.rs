@@ -35,23 +35,56 @@ fn convert<T: Copy + Into<i64>>(
     hi: i64,
     shift: i32,
 ) -> Result<Vec<Plane>, CodecError> {
-    let mut planes: Vec<Vec<i32>> = (0..nc).map(|_| crate::pool::with_capacity(n)).collect();
-    let check = |v: i64, idx: usize| -> Result<i32, CodecError> {
-        if v < lo || v > hi {
-            return Err(invalid(format!("sample {v} at index {idx} out of range")));
-        }
-        Ok(v as i32 - shift)
+    // Validate the range first (skipped when the sample type cannot exceed it).
+    let (tmin, tmax) = (
+        src.iter().map(|&s| s.into()).min().unwrap_or(0),
+        src.iter().map(|&s| s.into()).max().unwrap_or(0),
+    );
+    if tmin < lo || tmax > hi {
+        let idx = src
+            .iter()
+            .position(|&s| {
+                let v: i64 = s.into();
+                v < lo || v > hi
+            })
+            .unwrap_or(0);
+        let v: i64 = src[idx].into();
+        return Err(invalid(format!("sample {v} at index {idx} out of range")));
+    }
+    let conv = |s: T| -> i32 {
+        let v: i64 = s.into();
+        v as i32 - shift
     };
+    let mut planes: Vec<Vec<i32>> = (0..nc)
+        .map(|_| {
+            let mut v = crate::pool::with_capacity(n);
+            v.resize(n, 0);
+            v
+        })
+        .collect();
     if planar || nc == 1 {
         for (c, p) in planes.iter_mut().enumerate() {
-            for (i, &s) in src[c * n..(c + 1) * n].iter().enumerate() {
-                p.push(check(s.into(), c * n + i)?);
+            for (d, &s) in p.iter_mut().zip(&src[c * n..(c + 1) * n]) {
+                *d = conv(s);
             }
+        }
+    } else if nc == 3 {
+        let (p0, rest) = planes.split_at_mut(1);
+        let (p1, p2) = rest.split_at_mut(1);
+        for (((px, a), b), c) in src
+            .chunks_exact(3)
+            .zip(p0[0].iter_mut())
+            .zip(p1[0].iter_mut())
+            .zip(p2[0].iter_mut())
+        {
+            *a = conv(px[0]);
+            *b = conv(px[1]);
+            *c = conv(px[2]);
         }
     } else {
         for (i, px) in src.chunks_exact(nc).enumerate() {
             for (p, &s) in planes.iter_mut().zip(px) {
-                p.push(check(s.into(), i * nc)?);
+                p[i] = conv(s);
             }
         }
     }
