@@ -5,7 +5,7 @@ use lightbox_domain::{Datastore, DatastoreId, DatastoreStatus, LosslessStorageFo
 use lightbox_storage::{CreateDatastoreOutcome, DeleteDatastoreOutcome, NewDatastore, Page};
 use sha2::{Digest, Sha256};
 
-use crate::{Service, ServiceError};
+use crate::{Service, ServiceError, jobs};
 
 /// CreateDatastore's input, already validated against the model.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +68,11 @@ impl Service {
         let outcome = self
             .catalog
             .create_datastore(NewDatastore {
+                job: Some(jobs::datastore_job(
+                    jobs::DATASTORE_ACTIVATE,
+                    &datastore.id,
+                    now.plus(self.config.transition_delay),
+                )),
                 datastore,
                 quota: self.config.max_datastores,
                 tags: input.tags,
@@ -124,11 +129,13 @@ impl Service {
     }
 
     pub async fn delete_datastore(&self, id: &DatastoreId) -> Result<Datastore, ServiceError> {
-        match self
-            .catalog
-            .begin_delete_datastore(id, self.clock.now())
-            .await?
-        {
+        let now = self.clock.now();
+        let job = jobs::datastore_job(
+            jobs::DATASTORE_DELETE,
+            id,
+            now.plus(self.config.transition_delay),
+        );
+        match self.catalog.begin_delete_datastore(id, now, job).await? {
             DeleteDatastoreOutcome::Deleting(d) => Ok(d),
             DeleteDatastoreOutcome::NotFound => Err(not_found(id)),
             DeleteDatastoreOutcome::NotEmpty => Err(ServiceError::Conflict(format!(
@@ -139,34 +146,5 @@ impl Service {
                 s.as_str()
             ))),
         }
-    }
-
-    /// Completes CREATING -> ACTIVE and DELETING -> DELETED for data stores whose delay has
-    /// passed. Safe to run on several nodes at once: each step is a compare-and-set.
-    pub async fn complete_due_transitions(&self) -> Result<(), ServiceError> {
-        let now = self.clock.now();
-        let due = now.0 - self.config.transition_delay.as_millis() as i64;
-        let pending = self
-            .catalog
-            .datastores_in_status(
-                &[DatastoreStatus::Creating, DatastoreStatus::Deleting],
-                lightbox_domain::Millis(due),
-            )
-            .await?;
-        for d in pending {
-            let to = match d.status {
-                DatastoreStatus::Creating => DatastoreStatus::Active,
-                _ => DatastoreStatus::Deleted,
-            };
-            if self
-                .catalog
-                .transition_datastore(&d.id, &[d.status], to, now)
-                .await?
-                .is_some()
-            {
-                tracing::info!(datastore_id = %d.id, status = to.as_str(), "data store transition");
-            }
-        }
-        Ok(())
     }
 }

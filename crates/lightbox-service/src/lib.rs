@@ -8,12 +8,14 @@
 mod clock;
 mod datastores;
 mod error;
+mod jobs;
 mod tags;
 mod token;
 
 pub use clock::{Clock, SystemClock};
 pub use datastores::CreateDatastoreInput;
 pub use error::ServiceError;
+pub use jobs::default_poll_interval;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,27 @@ pub struct ServiceConfig {
     pub max_tags_per_resource: usize,
     /// How long a data store stays CREATING / DELETING before it becomes ACTIVE / DELETED.
     pub transition_delay: Duration,
+    /// This node's name in job leases (unique per process).
+    pub node_id: String,
+    /// How long a claimed job stays leased without a heartbeat (renewed every third of it).
+    pub job_lease: Duration,
+    /// A job whose lease expired this many times is failed instead of retried.
+    pub job_max_attempts: i64,
+    /// How often idle workers look for jobs.
+    pub job_poll_interval: Duration,
+    /// Jobs run at once on this node.
+    pub worker_concurrency: usize,
+}
+
+/// A process-unique node name: host name (if known), process id and a random suffix.
+pub fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
 }
 
 impl Default for ServiceConfig {
@@ -44,6 +67,11 @@ impl Default for ServiceConfig {
             max_datastores: 100,
             max_tags_per_resource: 50,
             transition_delay: Duration::from_millis(500),
+            node_id: default_node_id(),
+            job_lease: Duration::from_secs(30),
+            job_max_attempts: 5,
+            job_poll_interval: jobs::default_poll_interval(Duration::from_millis(500)),
+            worker_concurrency: 4,
         }
     }
 }
@@ -51,7 +79,6 @@ impl Default for ServiceConfig {
 /// The operations, shared by every front end (rest-json API now; DICOMweb later).
 pub struct Service {
     catalog: Arc<dyn Catalog>,
-    #[allow(dead_code)] // frames and documents arrive with the import issue
     blobs: Arc<dyn BlobStore>,
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
@@ -87,23 +114,5 @@ impl Service {
 
     pub fn datastore_arn(&self, id: &DatastoreId) -> String {
         self.arn(ResourceRef::Datastore(id.clone()))
-    }
-
-    /// Runs background work (data store state transitions) until `shutdown` resolves.
-    pub async fn run_background(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let period = (self.config.transition_delay / 4)
-            .clamp(Duration::from_millis(25), Duration::from_secs(1));
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    if let Err(e) = self.complete_due_transitions().await {
-                        tracing::warn!(error = %e, "data store transitions failed; will retry");
-                    }
-                }
-                _ = shutdown.changed() => break,
-            }
-        }
     }
 }

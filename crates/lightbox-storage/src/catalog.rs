@@ -26,6 +26,81 @@ pub struct NewDatastore {
     pub quota: u32,
     /// Tags applied in the same transaction as the insert.
     pub tags: Vec<(String, String)>,
+    /// Background work enqueued in the same transaction as the insert (e.g. activation).
+    pub job: Option<NewJob>,
+}
+
+/// Background work to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Unique id; enqueueing an id that exists is a no-op (idempotent).
+    pub id: String,
+    /// Which worker runs it, e.g. `datastore.delete`.
+    pub kind: String,
+    /// Worker-defined parameters (JSON text).
+    pub payload: String,
+    /// Not claimed before this time.
+    pub not_before: Millis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    pub state: JobState,
+    /// How many times the job was claimed.
+    pub attempts: i64,
+    pub not_before: Millis,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Millis>,
+    /// What the worker reported when it finished.
+    pub result: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Succeeded(String),
+    Failed(String),
+}
+
+/// A lease request: who claims, for how long, and which kinds they run.
+#[derive(Debug, Clone)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub now: Millis,
+    pub duration: std::time::Duration,
+    /// A job claimed this many times whose lease expired again is failed instead of retried.
+    pub max_attempts: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,19 +169,43 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> Result<Option<Datastore>, StorageError>;
 
     /// Moves an ACTIVE or CREATE_FAILED data store to DELETING if it holds no live image set,
-    /// in one transaction (an image set cannot slip in between the check and the change).
+    /// and enqueues `job` (the work that finishes the deletion), in one transaction: an image
+    /// set cannot slip in between the check and the change, and no DELETING data store is ever
+    /// left without its job.
     async fn begin_delete_datastore(
         &self,
         id: &DatastoreId,
         now: Millis,
+        job: NewJob,
     ) -> Result<DeleteDatastoreOutcome, StorageError>;
 
-    /// Data stores whose status is one of `statuses` and was last changed at or before `before`.
-    async fn datastores_in_status(
+    /// Enqueues a job; returns `false` if a job with that id already exists.
+    async fn enqueue_job(&self, job: NewJob) -> Result<bool, StorageError>;
+
+    /// Atomically claims the oldest claimable job of one of `kinds`: QUEUED and due, or RUNNING
+    /// with an expired lease (its owner died). Exactly one caller gets each claim, whichever
+    /// process it runs in. A job whose lease expired after `max_attempts` claims is marked
+    /// FAILED instead.
+    async fn claim_job(
         &self,
-        statuses: &[DatastoreStatus],
-        before: Millis,
-    ) -> Result<Vec<Datastore>, StorageError>;
+        kinds: &[&str],
+        lease: &Lease<'_>,
+    ) -> Result<Option<Job>, StorageError>;
+
+    /// Extends the lease of a job the caller holds; `false` if the lease was lost.
+    async fn renew_job_lease(&self, id: &str, lease: &Lease<'_>) -> Result<bool, StorageError>;
+
+    /// Records the outcome of a job the caller holds; `false` if the lease was lost (the
+    /// outcome is then discarded: another owner runs or ran the job).
+    async fn finish_job(
+        &self,
+        id: &str,
+        owner: &str,
+        outcome: &JobOutcome,
+        now: Millis,
+    ) -> Result<bool, StorageError>;
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StorageError>;
 
     /// Inserts an image set record (its first version). Fails if the data store is unknown.
     async fn insert_image_set(&self, image_set: &ImageSet) -> Result<(), StorageError>;

@@ -14,7 +14,8 @@ pub mod testsuite;
 
 pub use blob::{BlobStore, ObjectBlobStore};
 pub use catalog::{
-    Catalog, CreateDatastoreOutcome, Cursor, DeleteDatastoreOutcome, NewDatastore, Page, TagOutcome,
+    Catalog, CreateDatastoreOutcome, Cursor, DeleteDatastoreOutcome, Job, JobOutcome, JobState,
+    Lease, NewDatastore, NewJob, Page, TagOutcome,
 };
 pub use error::StorageError;
 pub use sql::SqlCatalog;

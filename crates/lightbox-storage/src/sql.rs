@@ -16,7 +16,8 @@ use sqlx::{AnyPool, AssertSqlSafe, Row, SqlSafeStr};
 
 use crate::StorageError;
 use crate::catalog::{
-    Catalog, CreateDatastoreOutcome, Cursor, DeleteDatastoreOutcome, NewDatastore, Page, TagOutcome,
+    Catalog, CreateDatastoreOutcome, Cursor, DeleteDatastoreOutcome, Job, JobOutcome, JobState,
+    Lease, NewDatastore, NewJob, Page, TagOutcome,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,16 +26,30 @@ enum Dialect {
     Postgres,
 }
 
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/postgres/0001_init.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../migrations/sqlite/0002_jobs.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "jobs",
+        include_str!("../migrations/postgres/0002_jobs.sql"),
+    ),
+];
 
 /// Advisory lock key serialising data store creation on PostgreSQL (quota + token checks).
 const PG_DATASTORE_LOCK: i64 = 0x4c42_4453; // "LBDS"
@@ -48,6 +63,8 @@ pub struct SqlCatalog {
 
 const DATASTORE_COLUMNS: &str = "id, name, status, kms_key_arn, lambda_authorizer_arn, \
      lossless_storage_format, created_at, updated_at, client_token, request_fingerprint";
+const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, not_before, lease_owner, \
+     lease_expires_at, result, created_at, updated_at";
 const IMAGE_SET_COLUMNS: &str = "datastore_id, id, version, state, workflow_status, is_primary, created_at, updated_at, deleted_at";
 
 impl SqlCatalog {
@@ -84,10 +101,27 @@ impl SqlCatalog {
         Ok(catalog)
     }
 
-    /// Opens (creating if needed) the embedded SQLite catalog file at `path`.
+    /// Opens (creating if needed) the embedded SQLite catalog file at `path`. Processes that
+    /// open the same file at once apply migrations one after the other (SQLite has no advisory
+    /// lock, so an exclusive lock on `PATH.lock` serialises them).
     pub async fn open_sqlite_file(path: &std::path::Path) -> Result<Self, StorageError> {
+        let lock_path = path.with_extension("lock");
+        let lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            f.lock()?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| StorageError::Backend(format!("catalog lock task failed: {e}")))?
+        .map_err(|e| StorageError::Backend(format!("cannot lock the catalog file: {e}")))?;
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        Self::connect(&url).await
+        let result = Self::connect(&url).await;
+        drop(lock);
+        result
     }
 
     async fn migrate(&self) -> Result<(), StorageError> {
@@ -176,6 +210,50 @@ fn image_set_from_row(row: &AnyRow) -> Result<ImageSet, StorageError> {
         updated_at: Millis(row.try_get("updated_at")?),
         deleted_at: deleted_at.map(Millis),
     })
+}
+
+fn job_from_row(row: &AnyRow) -> Result<Job, StorageError> {
+    let state: String = row.try_get("state")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        payload: row.try_get("payload")?,
+        state: JobState::parse(&state).ok_or_else(|| corrupt("jobs.state"))?,
+        attempts: row.try_get("attempts")?,
+        not_before: Millis(row.try_get("not_before")?),
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: row
+            .try_get::<Option<i64>, _>("lease_expires_at")?
+            .map(Millis),
+        result: row.try_get("result")?,
+        created_at: Millis(row.try_get("created_at")?),
+        updated_at: Millis(row.try_get("updated_at")?),
+    })
+}
+
+/// Inserts a job inside an open transaction; `false` if the id exists.
+async fn insert_job(
+    conn: &mut sqlx::AnyConnection,
+    job: &NewJob,
+    now: Millis,
+) -> Result<bool, StorageError> {
+    let done = sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, state, attempts, not_before, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 0, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(job.id.as_str())
+    .bind(job.kind.as_str())
+    .bind(job.payload.as_str())
+    .bind(JobState::Queued.as_str())
+    .bind(job.not_before.0)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+fn lease_end(lease: &Lease<'_>) -> i64 {
+    lease.now.plus(lease.duration).0
 }
 
 /// Cursor of the data store listing: the (created_at, id) of the last item returned.
@@ -302,6 +380,9 @@ impl Catalog for SqlCatalog {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some(job) = &new.job {
+            insert_job(&mut tx, job, d.created_at).await?;
+        }
         tx.commit().await?;
         Ok(CreateDatastoreOutcome::Created(d))
     }
@@ -405,6 +486,7 @@ impl Catalog for SqlCatalog {
         &self,
         id: &DatastoreId,
         now: Millis,
+        job: NewJob,
     ) -> Result<DeleteDatastoreOutcome, StorageError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(Self::sql(format!(
@@ -448,31 +530,142 @@ impl Catalog for SqlCatalog {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        insert_job(&mut tx, &job, now).await?;
         tx.commit().await?;
         d.status = DatastoreStatus::Deleting;
         d.updated_at = now;
         Ok(DeleteDatastoreOutcome::Deleting(d))
     }
 
-    async fn datastores_in_status(
+    async fn enqueue_job(&self, job: NewJob) -> Result<bool, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        let now = job.not_before;
+        insert_job(&mut conn, &job, now).await
+    }
+
+    async fn claim_job(
         &self,
-        statuses: &[DatastoreStatus],
-        before: Millis,
-    ) -> Result<Vec<Datastore>, StorageError> {
-        let mut out = Vec::new();
-        for status in statuses {
-            let rows = sqlx::query(Self::sql(format!(
-                "SELECT {DATASTORE_COLUMNS} FROM datastores WHERE status = $1 AND updated_at <= $2 ORDER BY updated_at"
-            )))
-            .bind(status.as_str())
-            .bind(before.0)
-            .fetch_all(&self.pool)
-            .await?;
-            for row in &rows {
-                out.push(datastore_from_row(row)?);
-            }
+        kinds: &[&str],
+        lease: &Lease<'_>,
+    ) -> Result<Option<Job>, StorageError> {
+        if kinds.is_empty() {
+            return Ok(None);
         }
-        Ok(out)
+        let kind_params: Vec<String> = (0..kinds.len()).map(|i| format!("${}", i + 4)).collect();
+        let skip_locked = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let select = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE kind IN ({}) AND \
+             ((state = $1 AND not_before <= $3) OR (state = $2 AND lease_expires_at < $3)) \
+             ORDER BY created_at, id LIMIT 1{skip_locked}",
+            kind_params.join(", ")
+        );
+        loop {
+            let mut tx = self.begin_write().await?;
+            let mut q = sqlx::query(Self::sql(select.clone()))
+                .bind(JobState::Queued.as_str())
+                .bind(JobState::Running.as_str())
+                .bind(lease.now.0);
+            for k in kinds {
+                q = q.bind(*k);
+            }
+            let Some(row) = q.fetch_optional(&mut *tx).await? else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let mut job = job_from_row(&row)?;
+            if job.state == JobState::Running && job.attempts >= lease.max_attempts {
+                let message = format!(
+                    "abandoned: the lease expired after {} attempts",
+                    job.attempts
+                );
+                sqlx::query(
+                    "UPDATE jobs SET state = $1, result = $2, lease_owner = NULL, \
+                     lease_expires_at = NULL, updated_at = $3 WHERE id = $4",
+                )
+                .bind(JobState::Failed.as_str())
+                .bind(message.as_str())
+                .bind(lease.now.0)
+                .bind(job.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                tracing::warn!(job_id = %job.id, kind = %job.kind, "job failed after repeated lease expiry");
+                continue;
+            }
+            let expires = lease_end(lease);
+            sqlx::query(
+                "UPDATE jobs SET state = $1, attempts = attempts + 1, lease_owner = $2, \
+                 lease_expires_at = $3, updated_at = $4 WHERE id = $5",
+            )
+            .bind(JobState::Running.as_str())
+            .bind(lease.owner)
+            .bind(expires)
+            .bind(lease.now.0)
+            .bind(job.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            job.state = JobState::Running;
+            job.attempts += 1;
+            job.lease_owner = Some(lease.owner.to_owned());
+            job.lease_expires_at = Some(Millis(expires));
+            job.updated_at = lease.now;
+            return Ok(Some(job));
+        }
+    }
+
+    async fn renew_job_lease(&self, id: &str, lease: &Lease<'_>) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET lease_expires_at = $1, updated_at = $2 \
+             WHERE id = $3 AND state = $4 AND lease_owner = $5 AND lease_expires_at >= $2",
+        )
+        .bind(lease_end(lease))
+        .bind(lease.now.0)
+        .bind(id)
+        .bind(JobState::Running.as_str())
+        .bind(lease.owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_job(
+        &self,
+        id: &str,
+        owner: &str,
+        outcome: &JobOutcome,
+        now: Millis,
+    ) -> Result<bool, StorageError> {
+        let (state, result) = match outcome {
+            JobOutcome::Succeeded(r) => (JobState::Succeeded, r),
+            JobOutcome::Failed(r) => (JobState::Failed, r),
+        };
+        let done = sqlx::query(
+            "UPDATE jobs SET state = $1, result = $2, lease_owner = NULL, lease_expires_at = NULL, \
+             updated_at = $3 WHERE id = $4 AND state = $5 AND lease_owner = $6",
+        )
+        .bind(state.as_str())
+        .bind(result.as_str())
+        .bind(now.0)
+        .bind(id)
+        .bind(JobState::Running.as_str())
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_job(&self, id: &str) -> Result<Option<Job>, StorageError> {
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
     }
 
     async fn insert_image_set(&self, s: &ImageSet) -> Result<(), StorageError> {

@@ -25,6 +25,9 @@ pub struct Config {
     pub transition_delay: Duration,
     /// Largest accepted request body, in bytes.
     pub max_request_body: usize,
+    /// How long background work stays leased to this node without a heartbeat; after a crash,
+    /// other nodes take the work over once it expires.
+    pub job_lease: Duration,
 }
 
 impl Config {
@@ -39,6 +42,7 @@ impl Config {
             max_datastores: 100,
             transition_delay: Duration::from_millis(500),
             max_request_body: 16 * 1024 * 1024,
+            job_lease: Duration::from_secs(30),
         }
     }
 }

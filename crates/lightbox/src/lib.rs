@@ -69,6 +69,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 account_id: config.account_id.clone(),
                 max_datastores: config.max_datastores,
                 transition_delay: config.transition_delay,
+                job_lease: config.job_lease,
+                job_poll_interval: lightbox_service::default_poll_interval(config.transition_delay),
                 ..ServiceConfig::default()
             },
             Arc::new(SystemClock),

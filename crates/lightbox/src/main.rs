@@ -50,6 +50,9 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LIGHTBOX_MAX_REQUEST_BODY", default_value_t = 16 * 1024 * 1024)]
     max_request_body: usize,
+    /// Milliseconds background work stays leased to this node without a heartbeat.
+    #[arg(long, env = "LIGHTBOX_JOB_LEASE_MS", default_value_t = 30_000)]
+    job_lease_ms: u64,
 }
 
 fn parse_account_id(s: &str) -> Result<String, String> {
@@ -92,6 +95,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_datastores: args.max_datastores,
         transition_delay: Duration::from_millis(args.transition_delay_ms),
         max_request_body: args.max_request_body,
+        job_lease: Duration::from_millis(args.job_lease_ms),
     };
     let server = lightbox::start(config).await?;
     println!(

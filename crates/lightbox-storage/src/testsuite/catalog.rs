@@ -8,7 +8,19 @@ use lightbox_domain::{
     ImageSetWorkflowStatus, LosslessStorageFormat, Millis, ResourceRef,
 };
 
-use crate::{Catalog, CreateDatastoreOutcome, DeleteDatastoreOutcome, NewDatastore, TagOutcome};
+use crate::{
+    Catalog, CreateDatastoreOutcome, DeleteDatastoreOutcome, JobOutcome, JobState, Lease,
+    NewDatastore, NewJob, TagOutcome,
+};
+
+fn delete_job(id: &DatastoreId) -> NewJob {
+    NewJob {
+        id: format!("delete-{id}"),
+        kind: "test.delete".into(),
+        payload: format!("{{\"datastoreId\":\"{id}\"}}"),
+        not_before: Millis(0),
+    }
+}
 
 fn datastore(name: &str, token: &str, at: i64) -> Datastore {
     Datastore {
@@ -30,6 +42,7 @@ async fn create(c: &dyn Catalog, d: Datastore, quota: u32) -> CreateDatastoreOut
         datastore: d,
         quota,
         tags: vec![],
+        job: None,
     })
     .await
     .expect("create_datastore")
@@ -45,6 +58,7 @@ pub async fn run(catalog: Arc<dyn Catalog>) {
     delete_guards(&*catalog).await;
     tags(&*catalog).await;
     quota(&*catalog).await;
+    jobs(catalog.clone()).await;
 }
 
 async fn settings(c: &dyn Catalog) {
@@ -213,7 +227,7 @@ async fn delete_guards(c: &dyn Catalog) {
     let d = datastore("guarded", "tok-guarded", 80_000);
     create(c, d.clone(), 100).await;
     assert_eq!(
-        c.begin_delete_datastore(&d.id, Millis(80_001))
+        c.begin_delete_datastore(&d.id, Millis(80_001), delete_job(&d.id))
             .await
             .unwrap(),
         DeleteDatastoreOutcome::WrongStatus(DatastoreStatus::Creating)
@@ -244,13 +258,13 @@ async fn delete_guards(c: &dyn Catalog) {
         Some(set.clone())
     );
     assert_eq!(
-        c.begin_delete_datastore(&d.id, Millis(80_004))
+        c.begin_delete_datastore(&d.id, Millis(80_004), delete_job(&d.id))
             .await
             .unwrap(),
         DeleteDatastoreOutcome::NotEmpty
     );
     assert_eq!(
-        c.begin_delete_datastore(&DatastoreId::generate(), Millis(80_004))
+        c.begin_delete_datastore(&DatastoreId::generate(), Millis(80_004), delete_job(&d.id))
             .await
             .unwrap(),
         DeleteDatastoreOutcome::NotFound
@@ -268,18 +282,18 @@ async fn delete_guards(c: &dyn Catalog) {
     .unwrap()
     .unwrap();
     let DeleteDatastoreOutcome::Deleting(deleting) = c
-        .begin_delete_datastore(&empty.id, Millis(81_002))
+        .begin_delete_datastore(&empty.id, Millis(81_002), delete_job(&empty.id))
         .await
         .unwrap()
     else {
         panic!("expected Deleting")
     };
     assert_eq!(deleting.status, DatastoreStatus::Deleting);
-    let pending = c
-        .datastores_in_status(&[DatastoreStatus::Deleting], Millis(81_002))
-        .await
-        .unwrap();
-    assert!(pending.iter().any(|p| p.id == empty.id));
+    let job = c.get_job(&format!("delete-{}", empty.id)).await.unwrap();
+    assert!(
+        job.is_some_and(|j| j.kind == "test.delete" && j.state == JobState::Queued),
+        "the deletion's job is enqueued with the status change"
+    );
     assert!(
         c.insert_image_set(&ImageSet {
             datastore_id: empty.id.clone(),
@@ -300,7 +314,7 @@ async fn delete_guards(c: &dyn Catalog) {
     .unwrap()
     .unwrap();
     match c
-        .begin_delete_datastore(&empty.id, Millis(81_004))
+        .begin_delete_datastore(&empty.id, Millis(81_004), delete_job(&empty.id))
         .await
         .unwrap()
     {
@@ -317,6 +331,12 @@ async fn tags(c: &dyn Catalog) {
         datastore: with_tags.clone(),
         quota: 100,
         tags: vec![("env".into(), "dev".into())],
+        job: Some(NewJob {
+            id: "activate-born-tagged".into(),
+            kind: "test.activate".into(),
+            payload: "{}".into(),
+            not_before: Millis(89_000),
+        }),
     })
     .await
     .unwrap();
@@ -326,6 +346,14 @@ async fn tags(c: &dyn Catalog) {
             .unwrap(),
         Some(vec![("env".to_string(), "dev".to_string())]),
         "tags given at creation are stored with the data store"
+    );
+    assert_eq!(
+        c.get_job("activate-born-tagged")
+            .await
+            .unwrap()
+            .map(|j| j.state),
+        Some(JobState::Queued),
+        "a job given at creation is enqueued with the data store"
     );
     let d = datastore("tagged", "tok-tagged", 90_000);
     create(c, d.clone(), 100).await;
@@ -393,4 +421,165 @@ async fn quota(c: &dyn Catalog) {
         CreateDatastoreOutcome::Created(_) => {}
         other => panic!("expected Created, got {other:?}"),
     }
+}
+
+fn lease(owner: &str, now: i64) -> Lease<'_> {
+    Lease {
+        owner,
+        now: Millis(now),
+        duration: std::time::Duration::from_millis(1_000),
+        max_attempts: 3,
+    }
+}
+
+fn job(id: &str, kind: &str, not_before: i64) -> NewJob {
+    NewJob {
+        id: id.into(),
+        kind: kind.into(),
+        payload: format!("{{\"n\":\"{id}\"}}"),
+        not_before: Millis(not_before),
+    }
+}
+
+async fn jobs(c: Arc<dyn Catalog>) {
+    let t0 = 1_000_000;
+    assert!(c.enqueue_job(job("j1", "q.a", t0)).await.unwrap());
+    assert!(
+        !c.enqueue_job(job("j1", "q.a", t0)).await.unwrap(),
+        "enqueue is idempotent by id"
+    );
+    c.enqueue_job(job("j2", "q.b", t0 + 10)).await.unwrap();
+    c.enqueue_job(job("j3", "q.a", t0 + 5_000)).await.unwrap();
+
+    assert!(
+        c.claim_job(&["q.zzz"], &lease("n1", t0 + 100))
+            .await
+            .unwrap()
+            .is_none(),
+        "kind filter"
+    );
+    let a = c
+        .claim_job(&["q.a", "q.b"], &lease("n1", t0 + 100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.id.as_str(), a.state, a.attempts),
+        ("j1", JobState::Running, 1)
+    );
+    assert_eq!(a.lease_owner.as_deref(), Some("n1"));
+    let b = c
+        .claim_job(&["q.a", "q.b"], &lease("n2", t0 + 100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.id, "j2", "a held job is not handed out twice");
+    assert!(
+        c.claim_job(&["q.a", "q.b"], &lease("n2", t0 + 100))
+            .await
+            .unwrap()
+            .is_none(),
+        "j3 is not due yet"
+    );
+
+    // Only the holder renews or finishes; a finished job stays finished.
+    assert!(
+        !c.renew_job_lease("j1", &lease("n2", t0 + 200))
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.renew_job_lease("j1", &lease("n1", t0 + 200))
+            .await
+            .unwrap()
+    );
+    let done = JobOutcome::Succeeded("ok".into());
+    assert!(
+        !c.finish_job("j1", "n2", &done, Millis(t0 + 300))
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.finish_job("j1", "n1", &done, Millis(t0 + 300))
+            .await
+            .unwrap()
+    );
+    let j1 = c.get_job("j1").await.unwrap().unwrap();
+    assert_eq!(
+        (j1.state, j1.result.as_deref()),
+        (JobState::Succeeded, Some("ok"))
+    );
+    assert!(
+        !c.finish_job("j1", "n1", &done, Millis(t0 + 301))
+            .await
+            .unwrap()
+    );
+
+    // n2 dies holding j2: after its lease expires another node takes it over.
+    let later = t0 + 100 + 1_001;
+    let taken = c
+        .claim_job(&["q.b"], &lease("n3", later))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((taken.id.as_str(), taken.attempts), ("j2", 2));
+    assert!(
+        !c.renew_job_lease("j2", &lease("n2", later)).await.unwrap(),
+        "the dead owner lost it"
+    );
+    assert!(
+        !c.finish_job("j2", "n2", &done, Millis(later))
+            .await
+            .unwrap()
+    );
+    // ...and a job whose owners keep dying is failed after max_attempts claims.
+    let t = c
+        .claim_job(&["q.b"], &lease("n4", later + 1_001))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.attempts, 3);
+    assert!(
+        c.claim_job(&["q.b"], &lease("n5", later + 2_002))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let j2 = c.get_job("j2").await.unwrap().unwrap();
+    assert_eq!(j2.state, JobState::Failed);
+    assert!(j2.result.unwrap().contains("abandoned"));
+
+    // Many concurrent claimers: every job is claimed exactly once.
+    for i in 0..20 {
+        c.enqueue_job(job(&format!("race-{i}"), "q.race", t0))
+            .await
+            .unwrap();
+    }
+    let mut tasks = vec![];
+    for w in 0..8 {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("w{w}");
+            let mut got = vec![];
+            while let Some(j) = c
+                .claim_job(&["q.race"], &lease(&owner, t0 + 10))
+                .await
+                .unwrap()
+            {
+                got.push(j.id);
+            }
+            got
+        }));
+    }
+    let mut all = vec![];
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let mut expected: Vec<String> = (0..20).map(|i| format!("race-{i}")).collect();
+    expected.sort();
+    assert_eq!(
+        all, expected,
+        "each job claimed exactly once across concurrent workers"
+    );
 }
