@@ -163,6 +163,21 @@ fn main() {
     let threads: usize = arg("--threads").and_then(|s| s.parse().ok()).unwrap_or(1);
     let reuse = args.iter().any(|a| a == "--reuse");
     let only = arg("--only");
+    if let Some(f) = arg("--decode-file") {
+        // Profiling aid: decode one codestream repeatedly.
+        let data = std::fs::read(&f).expect("read");
+        let o = DecodeOptions {
+            reuse_buffers: true,
+            ..Default::default()
+        };
+        let t = best(reps, || {
+            let t = Instant::now();
+            decode(&data, &o).expect("decode");
+            t.elapsed().as_secs_f64()
+        });
+        println!("decode {f}: {:.2} ms", t * 1e3);
+        return;
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out_dir = arg("--out")
         .map(PathBuf::from)

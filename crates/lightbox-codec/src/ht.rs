@@ -665,6 +665,41 @@ impl<'a> VlcDec<'a> {
     }
     #[inline(always)]
     fn fill(&mut self) {
+        if self.bits > 56 {
+            return;
+        }
+        // Fast path: the next bytes (read backwards) contain no byte whose low 7 bits are all
+        // ones, so none of them can carry a stuffed bit.
+        if self.pos >= self.start as isize + 7 {
+            let p = self.pos as usize;
+            let k = ((64 - self.bits) / 8) as usize;
+            let word = u64::from_be_bytes(self.data[p - 7..=p].try_into().expect("8 bytes"));
+            let m = if k >= 8 {
+                word
+            } else {
+                word & ((1u64 << (8 * k)) - 1)
+            };
+            let low7 = (m & 0x7F7F_7F7F_7F7F_7F7F) ^ 0x7F7F_7F7F_7F7F_7F7F;
+            let lanes = if k >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * k)) - 1
+            };
+            // Bytes of `low7` equal to zero mark candidates (restricted to the k lanes used).
+            let zero =
+                low7.wrapping_sub(0x0101_0101_0101_0101) & !low7 & 0x8080_8080_8080_8080 & lanes;
+            if zero == 0 {
+                self.acc |= m << self.bits;
+                self.bits += 8 * k as u32;
+                self.pos -= k as isize;
+                self.last_gt_8f = (m >> (8 * (k - 1))) & 0xFF > 0x8F;
+                return;
+            }
+        }
+        self.fill_slow();
+    }
+    #[cold]
+    fn fill_slow(&mut self) {
         while self.bits <= 56 {
             let b = if self.pos >= self.start as isize {
                 self.data[self.pos as usize]
@@ -980,13 +1015,13 @@ pub(crate) fn decode_block(
                 if rho[k] != 0 && big_u > 32 {
                     return Err(BlockError("HT exponent too large"));
                 }
-                let (r, ekk, e1k) = (rho[k], ek[k], e1[k]);
+                let (ekk, e1k) = (ek[k], e1[k]);
                 let limit = (1u64 << 31) >> p;
-                for n in 0..4 {
-                    if r & (1 << n) == 0 {
-                        continue;
-                    }
-                    let (dx, dy) = (n >> 1, n & 1);
+                let mut r = rho[k];
+                while r != 0 {
+                    let n = r.trailing_zeros();
+                    r &= r - 1;
+                    let (dx, dy) = ((n >> 1) as usize, (n & 1) as usize);
                     // kappa >= 1, so big_u >= 1 >= the implied-MSB bit.
                     let m = big_u - ((ekk >> n) & 1);
                     let v = ms.read(m) | ((((e1k >> n) & 1) as u64) << m);
@@ -995,7 +1030,8 @@ pub(crate) fn decode_block(
                         return Err(BlockError("HT magnitude overflow"));
                     }
                     let mag = ((mu << p) | half) as i32;
-                    out[(y + dy) * stride + x + dx] = if v & 1 == 1 { -mag } else { mag };
+                    let neg = -((v & 1) as i32);
+                    out[(y + dy) * stride + x + dx] = (mag ^ neg) - neg;
                     if dy == 1 {
                         e_cur[x + dx + 1] = 64 - (2 * mu - 1).leading_zeros();
                     }
