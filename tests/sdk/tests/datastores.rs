@@ -943,3 +943,41 @@ async fn create_with_too_many_tags_is_rejected() {
     assert_eq!(tags.tags().len(), 50);
     srv.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn sequential_creates_list_in_reverse_creation_order() {
+    // Each create completes before the next starts, so "newest first" is well defined even when
+    // several land in the same millisecond.
+    let srv = TestServer::start().await.unwrap();
+    let client = srv.client();
+    let mut created = Vec::new();
+    for i in 0..30 {
+        created.push(
+            client
+                .create_datastore()
+                .datastore_name(format!("seq-{i}"))
+                .send()
+                .await
+                .unwrap()
+                .datastore_id
+                .clone(),
+        );
+    }
+    let listed: Vec<String> = client
+        .list_datastores()
+        .send()
+        .await
+        .unwrap()
+        .datastore_summaries()
+        .iter()
+        .map(|s| s.datastore_id().to_string())
+        .collect();
+    let newest_first: Vec<String> = created.into_iter().rev().collect();
+    let first_wrong = listed.iter().zip(&newest_first).position(|(a, b)| a != b);
+    assert_eq!(
+        first_wrong, None,
+        "ListDatastores is not newest first (ties within one createdAt millisecond?):\n\
+         listed {listed:?}\nexpected {newest_first:?}"
+    );
+    srv.shutdown().await.unwrap();
+}
