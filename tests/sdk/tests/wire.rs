@@ -561,3 +561,61 @@ async fn over_long_next_token_is_rejected() {
     );
     srv.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn wrong_method_on_a_known_path_is_an_unknown_operation() {
+    let srv = TestServer::start().await.unwrap();
+    let id = random_id();
+    for (method, path) in [
+        ("PUT", "/datastore".to_string()),
+        ("PATCH", format!("/datastore/{id}")),
+        ("GET", format!("/datastore/{id}/imageSet/{id}/getImageSet")),
+        (
+            "PUT",
+            format!("/tags/{}", encode_label(&srv.datastore_arn(&id))),
+        ),
+    ] {
+        let resp = srv.raw(method, &path).signed().send().await.unwrap();
+        // 404 (no route for method + path) or 405 are both acceptable statuses; the error type
+        // is what the SDKs read.
+        assert!(
+            resp.status == 404 || resp.status == 405,
+            "{method} {path}: {} {}",
+            resp.status,
+            resp.text()
+        );
+        resp.assert_error(resp.status, "UnknownOperationException");
+    }
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn unnamed_datastore_still_has_a_name() {
+    // datastoreName is optional in CreateDatastore but required in DatastoreProperties and
+    // DatastoreSummary.
+    let srv = TestServer::start().await.unwrap();
+    let body = create_raw(&srv, json!({"clientToken": "nameless"}))
+        .await
+        .assert_ok();
+    let id = body["datastoreId"].as_str().unwrap().to_string();
+    let got = srv
+        .raw("GET", &format!("/datastore/{id}"))
+        .signed()
+        .send()
+        .await
+        .unwrap()
+        .assert_ok();
+    let name = got["datastoreProperties"]["datastoreName"]
+        .as_str()
+        .expect("datastoreName in GetDatastore");
+    assert!(!name.is_empty());
+    let list = srv
+        .raw("GET", "/datastore")
+        .signed()
+        .send()
+        .await
+        .unwrap()
+        .assert_ok();
+    assert_eq!(list["datastoreSummaries"][0]["datastoreName"], name);
+    srv.shutdown().await.unwrap();
+}
