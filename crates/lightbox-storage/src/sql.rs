@@ -95,6 +95,23 @@ impl SqlCatalog {
             }),
             Dialect::Postgres => pool_options.max_connections(16),
         };
+        // One direct connection first, so an unreachable or misconfigured database reports its
+        // real cause (refused, unknown host, bad password) instead of a pool timeout.
+        {
+            use sqlx::Connection;
+            let probe = tokio::time::timeout(
+                Duration::from_secs(15),
+                sqlx::AnyConnection::connect_with(&options),
+            )
+            .await
+            .map_err(|_| {
+                StorageError::Backend("timed out connecting to the catalog database".into())
+            })?
+            .map_err(|e| {
+                StorageError::Backend(format!("cannot connect to the catalog database: {e}"))
+            })?;
+            probe.close().await?;
+        }
         let pool = pool_options.connect_with(options).await?;
         let catalog = SqlCatalog { pool, dialect };
         catalog.migrate().await?;

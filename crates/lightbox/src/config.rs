@@ -28,6 +28,52 @@ pub struct Config {
     /// How long background work stays leased to this node without a heartbeat; after a crash,
     /// other nodes take the work over once it expires.
     pub job_lease: Duration,
+    /// Catalog database URL (`postgres://…` or `sqlite://…`); `None` is the embedded SQLite
+    /// file `catalog.db` in `data_dir`.
+    pub catalog: Option<String>,
+    /// Blob store URL (`s3://bucket/prefix`, `file:///dir` or a path); `None` is `data_dir/blobs`.
+    pub blob_store: Option<String>,
+    /// Connection settings used when `blob_store` is an `s3://` URL.
+    pub s3: S3Options,
+}
+
+/// How to reach an S3-compatible blob store.
+#[derive(Clone, Default)]
+pub struct S3Options {
+    /// Custom endpoint (MinIO, Ceph, Garage…); `None` is AWS S3.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Virtual-hosted-style addressing (`bucket.host`) instead of path style.
+    pub virtual_hosted_style: bool,
+}
+
+impl std::fmt::Debug for S3Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .finish()
+    }
+}
+
+/// A database URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl Config {
@@ -43,6 +89,9 @@ impl Config {
             transition_delay: Duration::from_millis(500),
             max_request_body: 16 * 1024 * 1024,
             job_lease: Duration::from_secs(30),
+            catalog: None,
+            blob_store: None,
+            s3: S3Options::default(),
         }
     }
 }
@@ -77,5 +126,17 @@ mod tests {
         assert!(parse_credentials("nocolon").is_err());
         assert!(parse_credentials(":secret").is_err());
         assert!(parse_credentials("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/lightbox"),
+            "postgres://app:***@db:5432/lightbox"
+        );
+        assert_eq!(
+            redact_url("postgres://db/lightbox"),
+            "postgres://db/lightbox"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 mod config;
 
-pub use config::{Config, DEFAULT_LISTEN, parse_credentials};
+pub use config::{Config, DEFAULT_LISTEN, S3Options, parse_credentials, redact_url};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use lightbox_api::ApiState;
 use lightbox_service::{Service, ServiceConfig, SystemClock};
+use lightbox_storage::blob::{BlobStoreLocation, S3Settings, parse_blob_store_url};
 use lightbox_storage::{ObjectBlobStore, SqlCatalog};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -55,11 +56,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             config.data_dir.display()
         )
     })?;
-    let catalog = SqlCatalog::open_sqlite_file(&config.data_dir.join("catalog.db"))
-        .await
-        .context("cannot open the catalog")?;
-    let blobs = ObjectBlobStore::local(&config.data_dir.join("blobs"))
-        .context("cannot open the blob store")?;
+    let catalog = open_catalog(&config).await?;
+    let blobs = open_blob_store(&config).await?;
     let service = Arc::new(
         Service::new(
             Arc::new(catalog),
@@ -105,6 +103,50 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         http,
         background,
     })
+}
+
+async fn open_catalog(config: &Config) -> anyhow::Result<SqlCatalog> {
+    match &config.catalog {
+        None => SqlCatalog::open_sqlite_file(&config.data_dir.join("catalog.db"))
+            .await
+            .context("cannot open the embedded catalog"),
+        Some(url) => SqlCatalog::connect(url)
+            .await
+            .with_context(|| format!("cannot use the catalog database {}", redact_url(url))),
+    }
+}
+
+async fn open_blob_store(config: &Config) -> anyhow::Result<ObjectBlobStore> {
+    let location = match &config.blob_store {
+        None => BlobStoreLocation::Local(config.data_dir.join("blobs")),
+        Some(url) => parse_blob_store_url(url).context("invalid --blob-store")?,
+    };
+    let store = match &location {
+        BlobStoreLocation::Local(dir) => ObjectBlobStore::local(dir)
+            .with_context(|| format!("cannot open the blob directory {}", dir.display()))?,
+        BlobStoreLocation::S3 { bucket, prefix } => {
+            let s3 = &config.s3;
+            ObjectBlobStore::s3(&S3Settings {
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                access_key_id: s3.access_key_id.clone(),
+                secret_access_key: s3.secret_access_key.clone(),
+                allow_http: s3
+                    .endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://")),
+                force_path_style: !s3.virtual_hosted_style,
+            })
+            .context("invalid S3 blob store settings")?
+        }
+    };
+    store
+        .check_reachable()
+        .await
+        .context("the blob store is not usable")?;
+    Ok(store)
 }
 
 /// The configured credentials, or the development default on a loopback listener.

@@ -53,6 +53,27 @@ struct ServeArgs {
     /// Milliseconds background work stays leased to this node without a heartbeat.
     #[arg(long, env = "LIGHTBOX_JOB_LEASE_MS", default_value_t = 30_000)]
     job_lease_ms: u64,
+    /// Catalog database URL, e.g. postgres://user:pass@host/db (default: SQLite in --data-dir).
+    #[arg(long, env = "LIGHTBOX_CATALOG", hide_env_values = true)]
+    catalog: Option<String>,
+    /// Blob store: s3://bucket/prefix, file:///dir or a path (default: --data-dir/blobs).
+    #[arg(long, env = "LIGHTBOX_BLOB_STORE")]
+    blob_store: Option<String>,
+    /// S3 endpoint URL for MinIO, Ceph, Garage… (default: AWS S3).
+    #[arg(long, env = "LIGHTBOX_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "LIGHTBOX_S3_REGION")]
+    s3_region: Option<String>,
+    /// S3 access key id (default: the AWS credential chain).
+    #[arg(long, env = "LIGHTBOX_S3_ACCESS_KEY_ID")]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "LIGHTBOX_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Use virtual-hosted-style S3 addressing (bucket.host) instead of path style.
+    #[arg(long, env = "LIGHTBOX_S3_VIRTUAL_HOSTED_STYLE")]
+    s3_virtual_hosted_style: bool,
 }
 
 fn parse_account_id(s: &str) -> Result<String, String> {
@@ -68,7 +89,7 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LIGHTBOX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -96,12 +117,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         transition_delay: Duration::from_millis(args.transition_delay_ms),
         max_request_body: args.max_request_body,
         job_lease: Duration::from_millis(args.job_lease_ms),
+        catalog: args.catalog,
+        blob_store: args.blob_store,
+        s3: lightbox::S3Options {
+            endpoint: args.s3_endpoint,
+            region: args.s3_region,
+            access_key_id: args.s3_access_key_id,
+            secret_access_key: args.s3_secret_access_key,
+            virtual_hosted_style: args.s3_virtual_hosted_style,
+        },
     };
+    let catalog = config
+        .catalog
+        .as_deref()
+        .map(lightbox::redact_url)
+        .unwrap_or_else(|| config.data_dir.join("catalog.db").display().to_string());
+    let blobs = config
+        .blob_store
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("blobs").display().to_string());
     let server = lightbox::start(config).await?;
     println!(
-        "Lightbox is serving the AWS HealthImaging API at {} (data in {})",
+        "Lightbox is serving the AWS HealthImaging API at {} (catalog: {catalog}; blobs: {blobs})",
         server.endpoint_url(),
-        args.data_dir.display()
     );
     wait_for_signal().await?;
     tracing::info!("shutting down");
