@@ -308,3 +308,23 @@ def test_non_loopback_listener_needs_credentials(tmp_path):
         assert srv.stop() == 0
     finally:
         srv.kill()
+
+
+def test_logs_carry_request_ids_and_no_patient_data(server):
+    c = server.client(parameter_validation=False)
+    ds = c.create_datastore(datastoreName="logs")["datastoreId"]
+    secret = "PATIENTSECRET-4711"
+    criteria = {"filters": [{"operator": "EQUAL", "values": [{"DICOMPatientId": secret}]}]}
+    with pytest.raises(botocore.exceptions.ClientError) as ei:
+        c.search_image_sets(datastoreId=ds, searchCriteria=criteria)
+    assert error_of(ei)[0] == "NotImplementedException"
+    rid = ei.value.response["ResponseMetadata"]["RequestId"]
+    long_secret = secret + "9" * 600
+    criteria = {"filters": [{"operator": "EQUAL", "values": [{"DICOMPatientId": long_secret}]}]}
+    with pytest.raises(c.exceptions.ValidationException) as ei:
+        c.search_image_sets(datastoreId=ds, searchCriteria=criteria)
+    assert secret not in error_of(ei)[2]
+    assert server.stop() == 0
+    log = server.stderr_path.read_text(errors="replace")
+    assert rid in log, "each request is logged with its request id"
+    assert secret not in log, "patient data in the server log"

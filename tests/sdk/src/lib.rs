@@ -2,6 +2,11 @@
 //! directory, `aws-sdk-medicalimaging` clients pointed at it, and a raw HTTP/1.1 client that
 //! signs arbitrary requests with `aws-sigv4` (chosen time, keys, service, host) or sends them
 //! unsigned.
+//!
+//! Run: `cargo test -p lightbox-sdk-tests` (not a default workspace member: the SDK build is
+//! kept out of everyday builds). The Python suites beside it: `cargo build -p lightbox &&
+//! .venv/bin/python -m pytest tests/python` (binary from `$LIGHTBOX_BIN`, default
+//! `target/debug/lightbox`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
