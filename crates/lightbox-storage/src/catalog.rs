@@ -150,7 +150,7 @@ pub trait Catalog: Send + Sync + 'static {
 
     async fn get_datastore(&self, id: &DatastoreId) -> Result<Option<Datastore>, StorageError>;
 
-    /// Data stores newest first (by creation time, then id), optionally of one status.
+    /// Data stores newest first (in creation order), optionally of one status.
     async fn list_datastores(
         &self,
         status: Option<DatastoreStatus>,

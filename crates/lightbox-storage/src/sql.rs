@@ -273,16 +273,11 @@ fn lease_end(lease: &Lease<'_>) -> i64 {
     lease.now.plus(lease.duration).0
 }
 
-/// Cursor of the data store listing: the (created_at, id) of the last item returned.
-fn encode_datastore_cursor(d: &Datastore) -> Cursor {
-    Cursor(format!("{}:{}", d.created_at.0, d.id))
-}
-
-fn decode_datastore_cursor(c: &Cursor) -> Result<(i64, String), StorageError> {
-    let (ts, id) = c.0.split_once(':').ok_or(StorageError::InvalidCursor)?;
-    let ts: i64 = ts.parse().map_err(|_| StorageError::InvalidCursor)?;
-    DatastoreId::parse(id).map_err(|_| StorageError::InvalidCursor)?;
-    Ok((ts, id.to_owned()))
+/// Cursor of the data store listing: the creation sequence number of the last item returned.
+fn decode_datastore_cursor(c: &Cursor) -> Result<i64, StorageError> {
+    c.0.strip_prefix("ds:")
+        .and_then(|n| n.parse().ok())
+        .ok_or(StorageError::InvalidCursor)
 }
 
 impl SqlCatalog {
@@ -421,42 +416,32 @@ impl Catalog for SqlCatalog {
         limit: u32,
     ) -> Result<Page<Datastore>, StorageError> {
         let after = after.map(decode_datastore_cursor).transpose()?;
-        let mut sql = format!("SELECT {DATASTORE_COLUMNS} FROM datastores WHERE 1 = 1");
+        let mut sql = format!("SELECT seq, {DATASTORE_COLUMNS} FROM datastores WHERE 1 = 1");
         let mut n = 0;
         if status.is_some() {
             n += 1;
             sql.push_str(&format!(" AND status = ${n}"));
         }
         if after.is_some() {
-            sql.push_str(&format!(
-                " AND (created_at < ${a} OR (created_at = ${a} AND id < ${b}))",
-                a = n + 1,
-                b = n + 2
-            ));
-            n += 2;
+            n += 1;
+            sql.push_str(&format!(" AND seq < ${n}"));
         }
-        sql.push_str(&format!(
-            " ORDER BY created_at DESC, id DESC LIMIT ${}",
-            n + 1
-        ));
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", n + 1));
         let mut q = sqlx::query(Self::sql(sql));
         if let Some(s) = status {
             q = q.bind(s.as_str());
         }
-        if let Some((ts, id)) = after {
-            q = q.bind(ts).bind(id);
+        if let Some(seq) = after {
+            q = q.bind(seq);
         }
         let rows = q.bind(i64::from(limit) + 1).fetch_all(&self.pool).await?;
-        let mut items = rows
-            .iter()
-            .map(datastore_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(encode_datastore_cursor)
-        } else {
-            None
-        };
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last_seq = 0i64;
+        for row in rows.iter().take(limit as usize) {
+            items.push(datastore_from_row(row)?);
+            last_seq = row.try_get("seq")?;
+        }
+        let next = (rows.len() > limit as usize).then(|| Cursor(format!("ds:{last_seq}")));
         Ok(Page { items, next })
     }
 

@@ -39,8 +39,8 @@ struct ServeArgs {
     #[arg(long, env = "LIGHTBOX_ACCOUNT_ID", default_value = "000000000000", value_parser = parse_account_id)]
     account_id: String,
     /// Access keys as AKID:SECRET[,AKID2:SECRET2]. Without it, test/test works on loopback only.
-    #[arg(long, env = "LIGHTBOX_CREDENTIALS", value_parser = parse_credentials, hide_env_values = true)]
-    credentials: Option<Vec<(String, String)>>,
+    #[arg(long, env = "LIGHTBOX_CREDENTIALS", value_parser = parse_credential_list, hide_env_values = true)]
+    credentials: Option<CredentialList>,
     /// Maximum number of data stores (not counting DELETED ones).
     #[arg(long, env = "LIGHTBOX_MAX_DATASTORES", default_value_t = 100)]
     max_datastores: u32,
@@ -76,11 +76,42 @@ struct ServeArgs {
     s3_virtual_hosted_style: bool,
 }
 
+/// The whole `AKID:SECRET[,…]` list as one value (clap would otherwise treat a `Vec` as
+/// repeated occurrences of the flag).
+#[derive(Clone, Debug)]
+struct CredentialList(Vec<(String, String)>);
+
+fn parse_credential_list(s: &str) -> Result<CredentialList, String> {
+    parse_credentials(s).map(CredentialList)
+}
+
 fn parse_account_id(s: &str) -> Result<String, String> {
     if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
         Ok(s.to_owned())
     } else {
         Err("an account id is 12 digits".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_including_credential_lists() {
+        let cli = Cli::try_parse_from([
+            "lightbox",
+            "serve",
+            "--credentials",
+            "AKID1:s1,AKID2:s2",
+            "--listen",
+            "0.0.0.0:9000",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.credentials.unwrap().0.len(), 2);
+        assert!(Cli::try_parse_from(["lightbox", "serve", "--credentials", "nocolon"]).is_err());
+        assert!(Cli::try_parse_from(["lightbox", "serve", "--account-id", "12"]).is_err());
     }
 }
 
@@ -112,7 +143,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         region: args.region,
         account_id: args.account_id,
-        credentials: args.credentials.unwrap_or_default(),
+        credentials: args.credentials.map(|c| c.0).unwrap_or_default(),
         max_datastores: args.max_datastores,
         transition_delay: Duration::from_millis(args.transition_delay_ms),
         max_request_body: args.max_request_body,

@@ -5,7 +5,8 @@ CREATE TABLE settings (
 );
 
 CREATE TABLE datastores (
-    id                      TEXT PRIMARY KEY,
+    seq                     INTEGER PRIMARY KEY AUTOINCREMENT, -- creation order
+    id                      TEXT NOT NULL UNIQUE,
     name                    TEXT NOT NULL,
     status                  TEXT NOT NULL,
     kms_key_arn             TEXT,
@@ -16,8 +17,7 @@ CREATE TABLE datastores (
     client_token            TEXT NOT NULL UNIQUE,
     request_fingerprint     TEXT NOT NULL
 );
-CREATE INDEX datastores_by_created ON datastores (created_at, id);
-CREATE INDEX datastores_by_status ON datastores (status, created_at, id);
+CREATE INDEX datastores_by_status ON datastores (status, seq);
 
 CREATE TABLE image_sets (
     datastore_id    TEXT NOT NULL REFERENCES datastores (id),

@@ -115,7 +115,7 @@ async fn create_get_and_idempotency(c: &dyn Catalog) {
 }
 
 async fn pagination(c: &dyn Catalog) {
-    // 7 more data stores, some sharing a creation time, so ties are ordered by id.
+    // 7 more data stores, some sharing a creation time: the listing follows creation order.
     let mut ids = vec![];
     for i in 0..7 {
         let d = datastore(
@@ -128,14 +128,14 @@ async fn pagination(c: &dyn Catalog) {
     }
     let all = c.list_datastores(None, None, 50).await.unwrap();
     assert!(all.next.is_none());
-    let keys: Vec<_> = all
-        .items
-        .iter()
-        .map(|d| (d.created_at, d.id.clone()))
-        .collect();
-    let mut sorted = keys.clone();
-    sorted.sort_by(|a, b| b.cmp(a));
-    assert_eq!(keys, sorted, "newest first, ties by id descending");
+    let listed: Vec<_> = all.items.iter().map(|d| d.id.clone()).collect();
+    let mut created: Vec<_> = ids.iter().map(|(_, id)| id.clone()).collect();
+    created.reverse();
+    assert_eq!(
+        &listed[..7],
+        &created[..],
+        "newest first in creation order, even for equal creation times"
+    );
     assert_eq!(all.items.len(), 8);
 
     for limit in [1u32, 2, 3, 7, 8] {
