@@ -707,19 +707,22 @@ fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, Code
         let hh = bands.pop().expect("HH");
         let lh = bands.pop().expect("LH");
         let hl = bands.pop().expect("HL");
-        let lv = dwt::Level {
+        let mut lv = dwt::Level {
             ll: cur,
             hl,
             lh,
             hh,
         };
         cur = dwt::inverse_level(
-            &lv,
+            &mut lv,
             rg.x0,
             rg.y0,
             (rg.x1 - rg.x0) as usize,
             (rg.y1 - rg.y0) as usize,
         );
+        for p in [lv.ll, lv.hl, lv.lh, lv.hh] {
+            crate::pool::recycle(p.data);
+        }
     }
     Ok(cur)
 }
@@ -1060,7 +1063,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     } else {
         (0, ((1i64 << prec) - 1) as i32, 1i32 << (prec - 1))
     };
-    let conv = |v: i32| v.wrapping_add(shift).clamp(lo, hi);
+    let conv = move |v: i32| v.wrapping_add(shift).max(lo).min(hi);
     fn gather<T: Copy + Default>(planes: &[Vec<i32>], n: usize, f: impl Fn(i32) -> T) -> Vec<T> {
         let nc = planes.len();
         if nc == 1 {

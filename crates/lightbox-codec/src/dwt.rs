@@ -105,6 +105,7 @@ fn offsets(odd: bool) -> (usize, usize) {
 }
 
 /// Forward 1D lifting in place; on return `x` holds low-pass then high-pass samples.
+#[cfg(test)]
 fn fwd_1d(x: &mut [i32], odd: bool, tmp: &mut Vec<i32>) {
     let n = x.len();
     if n == 0 {
@@ -142,6 +143,7 @@ fn fwd_1d(x: &mut [i32], odd: bool, tmp: &mut Vec<i32>) {
 }
 
 /// Inverse of [`fwd_1d`]: `x` holds low then high samples; on return it holds the signal.
+#[cfg(test)]
 fn inv_1d(x: &mut [i32], odd: bool) {
     let n = x.len();
     if n == 0 {
@@ -304,18 +306,38 @@ pub(crate) fn forward_level(mut p: Plane, x0: u64, y0: u64) -> Level {
             data: crate::pool::with_capacity(nhx * nhy),
         },
     };
-    let mut tmp = Vec::with_capacity(p.w);
     let yo = (y0 & 1) as usize;
+    let (ap, au) = offsets(odd);
+    let w = p.w;
     for r in 0..p.h {
-        let row = &mut p.data[r * p.w..(r + 1) * p.w];
-        fwd_1d(row, odd, &mut tmp);
+        let row = &p.data[r * w..(r + 1) * w];
         let (lo, hi) = if (r + yo).is_multiple_of(2) {
             (&mut lv.ll, &mut lv.hl)
         } else {
             (&mut lv.lh, &mut lv.hh)
         };
-        lo.data.extend_from_slice(&row[..nlx]);
-        hi.data.extend_from_slice(&row[nlx..]);
+        if w == 1 {
+            // A lone sample: low-pass as is, or high-pass doubled at an odd position.
+            if odd {
+                hi.data.push(row[0].wrapping_mul(2));
+            } else {
+                lo.data.push(row[0]);
+            }
+            continue;
+        }
+        // De-interleave straight into the subband rows, then lift there.
+        let (ls, hs) = (lo.data.len(), hi.data.len());
+        let (first, second) = if odd {
+            (&mut hi.data, &mut lo.data)
+        } else {
+            (&mut lo.data, &mut hi.data)
+        };
+        first.extend(row.iter().step_by(2));
+        second.extend(row.iter().skip(1).step_by(2));
+        let l = &mut lo.data[ls..];
+        let h = &mut hi.data[hs..];
+        predict::<true>(h, l, ap);
+        update::<false>(l, h, au);
     }
     crate::pool::recycle(p.data);
     lv
@@ -323,32 +345,32 @@ pub(crate) fn forward_level(mut p: Plane, x0: u64, y0: u64) -> Level {
 
 /// One synthesis level: rebuilds the `w x h` plane at `(x0, y0)` from its four subbands.
 /// Horizontal synthesis runs first, then vertical (T.800 F.3.2).
-pub(crate) fn inverse_level(lv: &Level, x0: u64, y0: u64, w: usize, h: usize) -> Plane {
+pub(crate) fn inverse_level(lv: &mut Level, x0: u64, y0: u64, w: usize, h: usize) -> Plane {
     let nlx = low_count(x0, w);
     let nhx = w - nlx;
     let odd = x0 & 1 == 1;
     let yo = (y0 & 1) as usize;
+    let (ap, au) = offsets(odd);
     let mut data = crate::pool::with_capacity(w * h);
-    let mut tmp = vec![0i32; w];
-    let mut row = vec![0i32; w];
     for r in 0..h {
         // Which subband pair feeds this row, and the row's index within it.
         let (lo, hi, rr) = if (r + yo).is_multiple_of(2) {
-            (&lv.ll, &lv.hl, (r + yo) / 2 - yo)
+            (&mut lv.ll, &mut lv.hl, (r + yo) / 2 - yo)
         } else {
-            (&lv.lh, &lv.hh, (r + yo - 1) / 2)
+            (&mut lv.lh, &mut lv.hh, (r + yo - 1) / 2)
         };
-        tmp[..nlx].copy_from_slice(&lo.data[rr * nlx..(rr + 1) * nlx]);
-        tmp[nlx..].copy_from_slice(&hi.data[rr * nhx..(rr + 1) * nhx]);
+        let l = &mut lo.data[rr * nlx..(rr + 1) * nlx];
+        let hh = &mut hi.data[rr * nhx..(rr + 1) * nhx];
         if w == 1 {
-            row[0] = tmp[0];
-            inv_1d(&mut row, odd);
-        } else {
-            inv_1d(&mut tmp, odd);
-            let (l, hh) = tmp.split_at(nlx);
-            interleave(&mut row, l, hh, odd);
+            data.push(if nlx == 1 { l[0] } else { hh[0] >> 1 });
+            continue;
         }
-        data.extend_from_slice(&row);
+        // Horizontal synthesis in place on the subband rows, then interleave into the output.
+        update::<true>(l, hh, au);
+        predict::<false>(hh, l, ap);
+        let start = data.len();
+        data.resize(start + w, 0);
+        interleave(&mut data[start..], l, hh, odd);
     }
     let mut p = Plane { w, h, data };
     inv_vertical(&mut p, y0);
@@ -388,8 +410,8 @@ mod tests {
                     *v = ((i * 7919) % 255) as i32 - 128;
                 }
                 let orig = p.data.clone();
-                let lv = forward_level(p, x0, y0);
-                let back = inverse_level(&lv, x0, y0, w, h);
+                let mut lv = forward_level(p, x0, y0);
+                let back = inverse_level(&mut lv, x0, y0, w, h);
                 assert_eq!(back.data, orig, "{w}x{h} at {x0},{y0}");
             }
         }
