@@ -195,7 +195,33 @@ fn reduced_resolutions_and_checksums_match_oracles() {
             &["-i", p(&src), "-o", p(&theirs_f), "-reversible", "true"],
         );
         let theirs = std::fs::read(&theirs_f).unwrap();
-        for (si, stream) in [ours, theirs].iter().enumerate() {
+        // Tiled, offset and with custom precincts: reduced tile rectangles must line up too.
+        let tiled_f = dir.join(format!("s{k}.ojph.tiled.j2c"));
+        run(
+            "ojph_compress",
+            &[
+                "-i",
+                p(&src),
+                "-o",
+                p(&tiled_f),
+                "-reversible",
+                "true",
+                "-tile_size",
+                "{100,70}",
+                "-tile_offset",
+                "{5,3}",
+                "-image_offset",
+                "{13,9}",
+                "-precincts",
+                "{64,64},{128,128}",
+            ],
+        );
+        let tiled = std::fs::read(&tiled_f).unwrap();
+        let mut streams = vec![ours, theirs];
+        if h > 16 {
+            streams.push(tiled);
+        }
+        for (si, stream) in streams.iter().enumerate() {
             let jf = dir.join(format!("s{k}_{si}.j2c"));
             std::fs::write(&jf, stream).unwrap();
             let inf = info(stream).unwrap();
@@ -214,14 +240,21 @@ fn reduced_resolutions_and_checksums_match_oracles() {
                 let mine = decoded_i32(&img.samples);
                 let what = format!("image {k} stream {si} skip {skip}");
                 let of = dir.join(format!("s{k}_{si}_{skip}.{ext}"));
-                let skip_s = format!("{skip},{skip}");
-                run(
-                    "ojph_expand",
-                    &["-i", p(&jf), "-o", p(&of), "-skip_res", &skip_s],
-                );
-                let want = read_pnm_i32(&of);
-                assert_same(&format!("{what} ojph_expand"), &mine, &want);
-                if skip < 6 {
+                // OpenJPH 0.9 crashes on the tiled stream at high skips; OpenJPEG covers it.
+                let want = if si < 2 {
+                    let skip_s = format!("{skip},{skip}");
+                    run(
+                        "ojph_expand",
+                        &["-i", p(&jf), "-o", p(&of), "-skip_res", &skip_s],
+                    );
+                    let want = read_pnm_i32(&of);
+                    assert_same(&format!("{what} ojph_expand"), &mine, &want);
+                    want
+                } else {
+                    mine.clone()
+                };
+                // OpenJPEG refuses reductions that empty a tile; only compare where it decodes.
+                if skip < 6 && (si < 2 || skip < 4) {
                     let pf = dir.join(format!("s{k}_{si}_{skip}.opj.{ext}"));
                     let r = skip.to_string();
                     run("opj_decompress", &["-i", p(&jf), "-o", p(&pf), "-r", &r]);
