@@ -925,7 +925,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             for (r, rg) in tc.geom.res.iter().enumerate() {
                 for pi in 0..rg.npx * rg.npy {
                     let (i, j) = (pi % rg.npx, pi / rg.npx);
-                    let (px, py) = rg.precinct_pos(tc.cc.levels, r, i, j);
+                    let (px, py) = rg.precinct_pos(tc.cc.levels, r, i, j, tx0, ty0);
                     let (c64, r64, p64) = (c as u64, r as u64, pi as u64);
                     let key = match params.prog {
                         0 | 1 => [r64, c64, p64, 0],

@@ -517,7 +517,7 @@ pub(crate) fn encode(
         for (r, rg) in g.res.iter().enumerate() {
             for pi in 0..rg.npx * rg.npy {
                 let (i, j) = (pi % rg.npx, pi / rg.npx);
-                let (px, py) = rg.precinct_pos(levels, r, i, j);
+                let (px, py) = rg.precinct_pos(levels, r, i, j, 0, 0);
                 for l in 0..layers {
                     let (c64, r64, p64, l64) = (c as u64, r as u64, pi as u64, l as u64);
                     let key = match opts.progression {

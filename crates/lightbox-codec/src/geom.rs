@@ -89,13 +89,33 @@ impl ResGeom {
         (cx0 as usize, cx1 as usize, cy0 as usize, cy1 as usize)
     }
 
-    /// Reference-grid position of precinct `(i, j)` (clipped to the resolution origin),
-    /// scaled back to component coordinates of full resolution.
-    pub fn precinct_pos(&self, levels: u8, r: usize, i: usize, j: usize) -> (u64, u64) {
-        let shift = levels as usize - r;
-        let x = ((self.px0 + i as u64) << self.ppx).max(self.x0) << shift;
-        let y = ((self.py0 + j as u64) << self.ppy).max(self.y0) << shift;
-        (x, y)
+    /// Position (in full-resolution component coordinates) at which the position-driven
+    /// progressions (RPCL, PCRL, CPRL; T.800 B.12.1.3) visit precinct `(i, j)`: a precinct that
+    /// is cut by the tile-component origin `(tcx0, tcy0)` is visited at that origin, any other
+    /// at its own top-left corner.
+    pub fn precinct_pos(
+        &self,
+        levels: u8,
+        r: usize,
+        i: usize,
+        j: usize,
+        tcx0: u64,
+        tcy0: u64,
+    ) -> (u64, u64) {
+        let shift = (levels as usize - r) as u32;
+        let visit = |start: u64, p0: u64, pp: u32, k: usize, origin: u64| -> u64 {
+            if k == 0 && !start.is_multiple_of(1u64 << pp) {
+                origin
+            } else {
+                ((p0 + k as u64) << pp)
+                    .checked_shl(shift)
+                    .unwrap_or(u64::MAX)
+            }
+        };
+        (
+            visit(self.x0, self.px0, self.ppx, i, tcx0),
+            visit(self.y0, self.py0, self.ppy, j, tcy0),
+        )
     }
 }
 
