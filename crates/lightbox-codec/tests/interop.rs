@@ -172,7 +172,7 @@ fn openjph_streams_decoded_by_us() {
             let j2c = std::fs::read(&jf).unwrap();
             let img = decode(&j2c, &DecodeOptions::default())
                 .unwrap_or_else(|e| panic!("image {ii} variant {extra:?}: {e}"));
-            let offset = extra.iter().any(|a| *a == "-image_offset");
+            let offset = extra.contains(&"-image_offset");
             if !offset {
                 assert_eq!((img.width, img.height), (w, h));
                 assert_same(
