@@ -275,6 +275,43 @@ struct Header {
     end: usize,
 }
 
+/// Returns the codestream inside a JP2-family file (`.jph`/`.jp2`: signature box, ..., `jp2c`
+/// box), or the input itself when it is already a raw codestream.
+pub(crate) fn unwrap_boxes(data: &[u8]) -> Result<&[u8], CodecError> {
+    const SIG: [u8; 12] = [0, 0, 0, 12, 0x6A, 0x50, 0x20, 0x20, 0x0D, 0x0A, 0x87, 0x0A];
+    if !data.starts_with(&SIG) {
+        return Ok(data);
+    }
+    let mut pos = 0usize;
+    while pos + 8 <= data.len() {
+        let lbox = u32::from_be_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as u64;
+        let tbox = &data[pos + 4..pos + 8];
+        let (header, len) = match lbox {
+            0 => (8u64, (data.len() - pos) as u64),
+            1 => {
+                if pos + 16 > data.len() {
+                    break;
+                }
+                (
+                    16,
+                    u64::from_be_bytes(data[pos + 8..pos + 16].try_into().expect("8 bytes")),
+                )
+            }
+            n => (8, n),
+        };
+        if len < header || len > (data.len() - pos) as u64 {
+            return Err(corrupt("bad JP2 box length"));
+        }
+        if tbox == b"jp2c" {
+            return Ok(&data[pos + header as usize..pos + len as usize]);
+        }
+        pos += len as usize;
+    }
+    Err(corrupt(
+        "JP2 file without a contiguous codestream (jp2c) box",
+    ))
+}
+
 fn parse_main(data: &[u8]) -> Result<Header, CodecError> {
     if data.len() < 4 || data[0] != 0xFF || data[1] != 0x4F {
         return Err(corrupt("missing SOC marker"));
@@ -388,7 +425,7 @@ fn num_tiles(s: &Siz) -> (u32, u32) {
 
 /// Reads the main header and summarises it.
 pub fn info(codestream: &[u8]) -> Result<CodestreamInfo, CodecError> {
-    let h = parse_main(codestream)?;
+    let h = parse_main(unwrap_boxes(codestream)?)?;
     let s = &h.siz;
     let c0 = &h.params.comp[0];
     let (nx, ny) = num_tiles(s);
@@ -728,6 +765,7 @@ fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, Code
 }
 
 pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, CodecError> {
+    let data = unwrap_boxes(data)?;
     let hdr = parse_main(data)?;
     let _reuse = crate::pool::Reuse::new(opts.reuse_buffers);
     let threads = par::threads(opts.threads);

@@ -23,8 +23,8 @@
 //!
 //! # Decoding
 //!
-//! [`decode`] reads reversible HTJ2K codestreams (tested against OpenJPH 0.9 and 0.26 output
-//! and this crate's): any progression order, several tiles and tile-parts, image and tile
+//! [`decode`] reads reversible HTJ2K codestreams, raw or inside a JPH/JP2 file's `jp2c` box
+//! (tested against OpenJPH 0.9 and 0.26 output and this crate's): any progression order, several tiles and tile-parts, image and tile
 //! offsets, any precinct and code-block size, several quality layers, SOP/EPH markers,
 //! COC/QCC overrides, HT cleanup plus SigProp/MagRef refinement passes (one HT set per
 //! code-block, vertically causal mode included), 1–4 components of up to 16 bits.

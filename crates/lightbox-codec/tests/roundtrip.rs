@@ -361,3 +361,32 @@ fn threads_do_not_change_results() {
         assert_eq!(a, b);
     }
 }
+
+/// A codestream wrapped in JPH boxes (signature, ftyp, jp2h, jp2c) decodes like the raw one.
+#[test]
+fn jph_file_wrapper() {
+    let desc = ImageDesc {
+        width: 17,
+        height: 9,
+        components: 1,
+        bits_stored: 12,
+        signed: false,
+    };
+    let v = make(17, 9, 1, 12, false, Content::Noise, 3);
+    let j2c = encode_i32(&desc, &v, &EncodeOptions::default());
+    let mut jph = vec![0, 0, 0, 12, 0x6A, 0x50, 0x20, 0x20, 0x0D, 0x0A, 0x87, 0x0A];
+    jph.extend_from_slice(&[0, 0, 0, 20]);
+    jph.extend_from_slice(b"ftypjph \0\0\0\0jph ");
+    jph.extend_from_slice(&[0, 0, 0, 8]);
+    jph.extend_from_slice(b"jp2h");
+    jph.extend_from_slice(&((j2c.len() + 8) as u32).to_be_bytes());
+    jph.extend_from_slice(b"jp2c");
+    jph.extend_from_slice(&j2c);
+    assert_eq!(
+        decode(&jph, &DecodeOptions::default()).unwrap(),
+        decode(&j2c, &DecodeOptions::default()).unwrap()
+    );
+    assert_eq!(info(&jph).unwrap(), info(&j2c).unwrap());
+    // A truncated box structure is an error, not a panic.
+    assert!(decode(&jph[..30], &DecodeOptions::default()).is_err());
+}
