@@ -2,6 +2,10 @@
 temporary data directory, and stop it with a signal.
 
 The binary is `$LIGHTBOX_BIN` (default `target/debug/lightbox`, relative to the repository root).
+With `LIGHTBOX_TEST_BACKEND=postgres-s3`, every server gets its own PostgreSQL database (on
+`$LIGHTBOX_TEST_POSTGRES_URL`) and S3 prefix (on a `lightbox-test-s3` server started for the
+session, `$LIGHTBOX_TEST_S3_BIN`, default `target/debug/lightbox-test-s3`) instead of the
+embedded SQLite + files.
 """
 
 import os
@@ -23,6 +27,73 @@ if not BIN.is_absolute():
     BIN = REPO / BIN
 
 URL_RE = re.compile(r"http://[A-Za-z0-9.\-\[\]:]+")
+
+BACKEND = os.environ.get("LIGHTBOX_TEST_BACKEND", "embedded")
+S3_BIN = pathlib.Path(os.environ.get("LIGHTBOX_TEST_S3_BIN", REPO / "target" / "debug" / "lightbox-test-s3"))
+S3_BUCKET = "lightbox-py"
+S3_KEY, S3_SECRET = "lightbox-py-key", "lightbox-py-secret"
+
+
+class ScaleOutStorage:
+    """One S3 server for the session; one database and S3 prefix per data directory."""
+
+    def __init__(self, root):
+        self.admin_url = os.environ.get("LIGHTBOX_TEST_POSTGRES_URL")
+        if not self.admin_url:
+            pytest.fail("LIGHTBOX_TEST_BACKEND=postgres-s3 needs LIGHTBOX_TEST_POSTGRES_URL")
+        self.proc = subprocess.Popen(
+            [str(S3_BIN), "--root", str(root), "--listen", "127.0.0.1:0",
+             "--access-key", S3_KEY, "--secret-key", S3_SECRET, "--bucket", S3_BUCKET],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )
+        line = self.proc.stdout.readline().decode().strip()
+        if not line.startswith("http://"):
+            pytest.fail(f"lightbox-test-s3 did not start: {line!r}")
+        self.endpoint = line
+        self.databases = {}
+
+    def env_for(self, data_dir):
+        key = str(pathlib.Path(data_dir).resolve())
+        if key not in self.databases:
+            name = f"lbpy_{len(self.databases)}_{os.getpid()}_{int(time.time() * 1000) % 10**9}"
+            subprocess.run(["psql", self.admin_url, "-q", "-c", f"CREATE DATABASE {name}"], check=True)
+            self.databases[key] = name
+        name = self.databases[key]
+        return {
+            "LIGHTBOX_CATALOG": self.admin_url.rsplit("/", 1)[0] + "/" + name,
+            "LIGHTBOX_BLOB_STORE": f"s3://{S3_BUCKET}/{name}",
+            "LIGHTBOX_S3_ENDPOINT": self.endpoint,
+            "LIGHTBOX_S3_ACCESS_KEY_ID": S3_KEY,
+            "LIGHTBOX_S3_SECRET_ACCESS_KEY": S3_SECRET,
+        }
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+_SCALE_OUT = None
+
+
+def scale_out_env(data_dir, tmp_root):
+    """Extra environment for a server on `data_dir` under the configured backend."""
+    global _SCALE_OUT
+    if BACKEND == "embedded":
+        return {}
+    if BACKEND != "postgres-s3":
+        pytest.fail(f"unknown LIGHTBOX_TEST_BACKEND {BACKEND}")
+    if _SCALE_OUT is None:
+        root = pathlib.Path(tmp_root) / "s3-root"
+        root.mkdir(parents=True, exist_ok=True)
+        _SCALE_OUT = ScaleOutStorage(root)
+    return _SCALE_OUT.env_for(data_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_scale_out_storage():
+    yield
+    if _SCALE_OUT is not None:
+        _SCALE_OUT.close()
 
 
 def free_port():
@@ -51,6 +122,7 @@ class Lightbox:
         self.port = self.port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTBOX_")}
         env["LIGHTBOX_TRANSITION_DELAY_MS"] = "200"
+        env.update(scale_out_env(self.data_dir, self.log_dir.parent))
         env.update(self.extra_env)
         self.starts += 1
         self.stderr_path = self.log_dir / f"lightbox-{self.port}-{self.starts}.stderr"

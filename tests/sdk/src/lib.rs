@@ -34,13 +34,60 @@ pub const SERVICE: &str = "medical-imaging";
 
 type Tweak = Arc<dyn Fn(&mut lightbox::Config) + Send + Sync>;
 
-/// A Lightbox server running inside the test process, with its own data directory.
+/// Which storage the test servers use, from `LIGHTBOX_TEST_BACKEND`:
+/// `embedded` (default: SQLite + files in the data directory) or `postgres-s3` (a fresh
+/// database on `LIGHTBOX_TEST_POSTGRES_URL` + an in-process S3 server, per test server).
+pub fn backend() -> String {
+    std::env::var("LIGHTBOX_TEST_BACKEND").unwrap_or_else(|_| "embedded".into())
+}
+
+/// Scale-out storage for one test server: its database URL and S3 server.
+pub struct SharedStorage {
+    pub catalog_url: String,
+    pub s3: lightbox_testkit::TestS3,
+    pub bucket: String,
+}
+
+impl SharedStorage {
+    /// A fresh PostgreSQL database and a fresh S3 bucket.
+    pub async fn create(root: &Path) -> Result<SharedStorage> {
+        let admin = std::env::var("LIGHTBOX_TEST_POSTGRES_URL").context(
+            "LIGHTBOX_TEST_BACKEND=postgres-s3 needs LIGHTBOX_TEST_POSTGRES_URL (scripts/test sets it)",
+        )?;
+        let catalog_url = lightbox_storage::testsuite::fresh_postgres_database(&admin).await;
+        let s3 = lightbox_testkit::start_s3(root).await?;
+        let bucket = "lightbox-test".to_string();
+        s3.create_bucket(&bucket)?;
+        Ok(SharedStorage {
+            catalog_url,
+            s3,
+            bucket,
+        })
+    }
+
+    /// Points `config` at this storage.
+    pub fn apply(&self, config: &mut lightbox::Config) {
+        config.catalog = Some(self.catalog_url.clone());
+        config.blob_store = Some(format!("s3://{}/blobs", self.bucket));
+        config.s3 = lightbox::S3Options {
+            endpoint: Some(self.s3.endpoint_url()),
+            region: Some(self.s3.region.clone()),
+            access_key_id: Some(self.s3.access_key.clone()),
+            secret_access_key: Some(self.s3.secret_key.clone()),
+            virtual_hosted_style: false,
+        };
+    }
+}
+
+/// A Lightbox server running inside the test process, with its own data directory (and, with
+/// the `postgres-s3` backend, its own database and bucket).
 pub struct TestServer {
     server: Option<lightbox::Server>,
     dir: tempfile::TempDir,
     tweak: Tweak,
     addr: SocketAddr,
     endpoint: String,
+    shared: Option<Arc<SharedStorage>>,
 }
 
 impl TestServer {
@@ -56,7 +103,14 @@ impl TestServer {
     ) -> Result<TestServer> {
         let dir = tempfile::tempdir().context("temp data dir")?;
         let tweak: Tweak = Arc::new(tweak);
-        let server = Self::boot(dir.path(), &tweak).await?;
+        let shared = match backend().as_str() {
+            "embedded" => None,
+            "postgres-s3" => Some(Arc::new(
+                SharedStorage::create(&dir.path().join("s3")).await?,
+            )),
+            other => bail!("unknown LIGHTBOX_TEST_BACKEND {other}"),
+        };
+        let server = Self::boot(dir.path(), &tweak, shared.as_deref()).await?;
         let addr = server.local_addr();
         let endpoint = server.endpoint_url();
         Ok(TestServer {
@@ -65,12 +119,20 @@ impl TestServer {
             tweak,
             addr,
             endpoint,
+            shared,
         })
     }
 
-    async fn boot(dir: &Path, tweak: &Tweak) -> Result<lightbox::Server> {
+    async fn boot(
+        dir: &Path,
+        tweak: &Tweak,
+        shared: Option<&SharedStorage>,
+    ) -> Result<lightbox::Server> {
         let mut config = lightbox::Config::new(dir.to_path_buf());
         config.transition_delay = Duration::from_millis(200);
+        if let Some(shared) = shared {
+            shared.apply(&mut config);
+        }
         tweak(&mut config);
         lightbox::start(config).await.context("lightbox::start")
     }
@@ -80,7 +142,7 @@ impl TestServer {
         if let Some(server) = self.server.take() {
             server.shutdown().await.context("shutdown")?;
         }
-        let server = Self::boot(self.dir.path(), &self.tweak).await?;
+        let server = Self::boot(self.dir.path(), &self.tweak, self.shared.as_deref()).await?;
         self.addr = server.local_addr();
         self.endpoint = server.endpoint_url();
         self.server = Some(server);
