@@ -93,28 +93,6 @@ fn parse_account_id(s: &str) -> Result<String, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_flags_including_credential_lists() {
-        let cli = Cli::try_parse_from([
-            "lightbox",
-            "serve",
-            "--credentials",
-            "AKID1:s1,AKID2:s2",
-            "--listen",
-            "0.0.0.0:9000",
-        ])
-        .unwrap();
-        let Command::Serve(args) = cli.command;
-        assert_eq!(args.credentials.unwrap().0.len(), 2);
-        assert!(Cli::try_parse_from(["lightbox", "serve", "--credentials", "nocolon"]).is_err());
-        assert!(Cli::try_parse_from(["lightbox", "serve", "--account-id", "12"]).is_err());
-    }
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -184,4 +162,26 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags_including_credential_lists() {
+        let cli = Cli::try_parse_from([
+            "lightbox",
+            "serve",
+            "--credentials",
+            "AKID1:s1,AKID2:s2",
+            "--listen",
+            "0.0.0.0:9000",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command;
+        assert_eq!(args.credentials.unwrap().0.len(), 2);
+        assert!(Cli::try_parse_from(["lightbox", "serve", "--credentials", "nocolon"]).is_err());
+        assert!(Cli::try_parse_from(["lightbox", "serve", "--account-id", "12"]).is_err());
+    }
 }
