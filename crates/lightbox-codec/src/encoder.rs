@@ -339,6 +339,7 @@ pub(crate) fn encode(
     }
     let mb = |qi: usize| guard + eps[qi] - 1;
 
+    let markers = opts.marker_variants_for_testing;
     // Packets. With `layers_for_testing` > 1, blocks at odd grid positions are included in
     // layer 1 instead of layer 0 and later layers are empty, exercising decoders' multi-layer
     // paths; normal output has one layer.
@@ -435,7 +436,11 @@ pub(crate) fn encode(
         });
         if !any {
             bw.bit(0);
-            return bw.finish();
+            let mut out = bw.finish();
+            if markers {
+                out.extend_from_slice(&[0xFF, 0x92]); // EPH
+            }
+            return out;
         }
         bw.bit(1);
         for (b, bg) in rg.bands.iter().enumerate() {
@@ -500,6 +505,9 @@ pub(crate) fn encode(
             }
         }
         let mut out = bw.finish();
+        if markers {
+            out.extend_from_slice(&[0xFF, 0x92]); // EPH
+        }
         out.extend_from_slice(&body);
         out
     };
@@ -544,13 +552,19 @@ pub(crate) fn encode(
     let split = opts.tile_part_per_resolution && opts.progression == Progression::Rpcl;
     let mut parts: Vec<Vec<u8>> = Vec::new();
     let mut cur_r = usize::MAX;
-    for pk in &pks {
+    for (seq, pk) in pks.iter().enumerate() {
         if parts.is_empty() || (split && pk.r != cur_r) {
             parts.push(Vec::new());
             cur_r = pk.r;
         }
         let bytes = packet(pk.c, pk.r, pk.p, pk.l);
-        parts.last_mut().expect("part").extend_from_slice(&bytes);
+        let part = parts.last_mut().expect("part");
+        if markers {
+            // SOP with the packet sequence number.
+            part.extend_from_slice(&[0xFF, 0x91, 0, 4]);
+            part.extend_from_slice(&(seq as u16).to_be_bytes());
+        }
+        part.extend_from_slice(&bytes);
     }
     if parts.is_empty() {
         parts.push(Vec::new());
@@ -598,8 +612,9 @@ pub(crate) fn encode(
     // COD
     let custom = !opts.precincts.is_empty();
     put16(&mut out, 0xFF52);
+    let cod_start = out.len();
     put16(&mut out, 12 + if custom { levels as u16 + 1 } else { 0 });
-    out.push(custom as u8);
+    out.push(custom as u8 | if markers { 0x06 } else { 0 });
     out.push(match opts.progression {
         Progression::Lrcp => 0,
         Progression::Rlcp => 1,
@@ -626,15 +641,25 @@ pub(crate) fn encode(
     for &e in &eps {
         out.push((e << 3) as u8);
     }
+    // With `marker_variants_for_testing`, COD and QCD are repeated in the first tile-part
+    // header and the last tile-part has Psot = 0.
+    let cod_qcd = if markers {
+        out[cod_start - 2..].to_vec()
+    } else {
+        Vec::new()
+    };
+    let part_len = |i: usize, part: &Vec<u8>| -> u32 {
+        (14 + part.len() + if i == 0 { cod_qcd.len() } else { 0 }) as u32
+    };
     // TLM
     if opts.tlm {
         put16(&mut out, 0xFF55);
         put16(&mut out, (4 + 6 * parts.len()) as u16);
         out.push(0);
         out.push(0x60); // 16-bit Ttlm, 32-bit Ptlm
-        for part in &parts {
+        for (i, part) in parts.iter().enumerate() {
             put16(&mut out, 0);
-            put32(&mut out, (14 + part.len()) as u32);
+            put32(&mut out, part_len(i, part));
         }
     }
     let tn = parts.len();
@@ -642,9 +667,17 @@ pub(crate) fn encode(
         put16(&mut out, 0xFF90);
         put16(&mut out, 10);
         put16(&mut out, 0);
-        put32(&mut out, (14 + part.len()) as u32);
+        let psot = if markers && i + 1 == tn {
+            0
+        } else {
+            part_len(i, part)
+        };
+        put32(&mut out, psot);
         out.push(i as u8);
         out.push(tn as u8);
+        if i == 0 {
+            out.extend_from_slice(&cod_qcd);
+        }
         put16(&mut out, 0xFF93);
         out.extend_from_slice(part);
     }

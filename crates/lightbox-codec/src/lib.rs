@@ -138,6 +138,10 @@ pub struct EncodeOptions {
     /// included in layer 1, later layers are empty).
     #[doc(hidden)]
     pub layers_for_testing: u16,
+    /// Testing aid: write SOP and EPH markers, repeat COD/QCD in the first tile-part header
+    /// and give the last tile-part Psot = 0.
+    #[doc(hidden)]
+    pub marker_variants_for_testing: bool,
 }
 
 impl Default for EncodeOptions {
@@ -155,6 +159,7 @@ impl Default for EncodeOptions {
             reuse_buffers: false,
             refinement_passes_for_testing: false,
             layers_for_testing: 1,
+            marker_variants_for_testing: false,
         }
     }
 }

@@ -621,3 +621,50 @@ fn multi_layer_interop() {
         }
     }
 }
+
+/// SOP/EPH markers, COD/QCD repeated in a tile-part header and Psot = 0 on the last tile-part:
+/// written by us, checked by OpenJPH and OpenJPEG, decoded by us.
+#[test]
+fn marker_variants_interop() {
+    if !have_tools(
+        "marker_variants_interop",
+        &["ojph_expand", "opj_decompress"],
+    ) {
+        return;
+    }
+    let dir = tmp_dir("markers");
+    for (k, &(w, h, comps, bits)) in [(120u32, 77u32, 1u8, 12u8), (64, 40, 3, 8)]
+        .iter()
+        .enumerate()
+    {
+        let desc = ImageDesc {
+            width: w,
+            height: h,
+            components: comps,
+            bits_stored: bits,
+            signed: false,
+        };
+        let v = synth(w, h, comps, bits, false, 300 + k as u64);
+        for prog in [Progression::Rpcl, Progression::Lrcp] {
+            let opts = EncodeOptions {
+                marker_variants_for_testing: true,
+                progression: prog,
+                precincts: vec![(5, 5)],
+                ..Default::default()
+            };
+            let j2c = encode_i32(&desc, &v, &opts);
+            let what = format!("markers image {k} {prog:?}");
+            let ext = if comps == 3 { "ppm" } else { "pgm" };
+            let jf = dir.join(format!("k{k}_{prog:?}.j2c"));
+            std::fs::write(&jf, &j2c).unwrap();
+            let of = dir.join(format!("k{k}_{prog:?}.ojph.{ext}"));
+            run("ojph_expand", &["-i", p(&jf), "-o", p(&of)]);
+            assert_same(&format!("{what} ojph_expand"), &read_pnm_i32(&of), &v);
+            let pf = dir.join(format!("k{k}_{prog:?}.opj.{ext}"));
+            run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+            assert_same(&format!("{what} opj_decompress"), &read_pnm_i32(&pf), &v);
+            let img = decode(&j2c, &DecodeOptions::default()).unwrap();
+            assert_same(&format!("{what} ours"), &decoded_i32(&img.samples), &v);
+        }
+    }
+}
