@@ -311,35 +311,43 @@ pub(crate) fn encode(
     let coded: Vec<Vec<Vec<BandCode>>> = planes.into_iter().map(code_comp).collect();
 
     // Quantization exponents and guard bits (chosen so that no magnitude exceeds M_b).
-    let base_b = desc.bits_stored as u32 + rct as u32;
+    let markers = opts.marker_variants_for_testing;
+    // Quantization groups: normally one (QCD) for all components; with
+    // `marker_variants_for_testing` component 0 keeps QCD and the others get a QCC each, with
+    // exponents sized for their own dynamic range (RCT chroma needs one more bit).
+    let split_q = markers && nc > 1;
+    let group = |c: usize| usize::from(split_q && c > 0);
     let nbands = 1 + 3 * levels as usize;
-    let mut eps = vec![0u32; nbands];
-    for rg in &g.res {
-        for bg in &rg.bands {
-            eps[bg.qcd_index] = base_b + band_gain(bg.kind);
-        }
-    }
-    let mut guard = if opts.refinement_passes_for_testing {
+    let mut eps = vec![vec![0u32; nbands]; 2];
+    let mut guard = [if opts.refinement_passes_for_testing {
         2u32
     } else {
         1u32
-    };
-    for comp in &coded {
+    }; 2];
+    for (gi, ep) in eps.iter_mut().enumerate() {
+        let base_b = desc.bits_stored as u32 + u32::from(rct && (!split_q || gi == 1));
+        for rg in &g.res {
+            for bg in &rg.bands {
+                ep[bg.qcd_index] = base_b + band_gain(bg.kind);
+            }
+        }
+    }
+    for (c, comp) in coded.iter().enumerate() {
+        let gi = group(c);
         for (rg, bands) in g.res.iter().zip(comp.iter()) {
             for (bg, bc) in rg.bands.iter().zip(bands.iter()) {
-                let e = eps[bg.qcd_index];
-                if bc.max_mag_bits + 1 > guard + e {
-                    guard = bc.max_mag_bits + 1 - e;
+                let e = eps[gi][bg.qcd_index];
+                if bc.max_mag_bits + 1 > guard[gi] + e {
+                    guard[gi] = bc.max_mag_bits + 1 - e;
                 }
             }
         }
     }
-    if guard > 7 || eps.iter().any(|&e| e > 31) {
+    if guard.iter().any(|&g| g > 7) || eps.iter().flatten().any(|&e| e > 31) {
         return Err(invalid("dynamic range too large"));
     }
-    let mb = |qi: usize| guard + eps[qi] - 1;
+    let mb = |c: usize, qi: usize| guard[group(c)] + eps[group(c)][qi] - 1;
 
-    let markers = opts.marker_variants_for_testing;
     // Packets. With `layers_for_testing` > 1, blocks at odd grid positions are included in
     // layer 1 instead of layer 0 and later layers are empty, exercising decoders' multi-layer
     // paths; normal output has one layer.
@@ -396,7 +404,7 @@ pub(crate) fn encode(
                 let (cx0, cx1, cy0, cy1) = ranges[b];
                 let (tw, th) = (cx1 - cx0, cy1 - cy0);
                 let bc = &coded[c][r][b];
-                let p = mb(bg.qcd_index) - 1;
+                let p = mb(c, bg.qcd_index) - 1;
                 let mut iv = vec![u32::MAX; tw * th];
                 let mut zv = vec![u32::MAX; tw * th];
                 for y in 0..th {
@@ -464,9 +472,9 @@ pub(crate) fn encode(
                     let (data, cl, total) = bc.blocks[idx].as_ref().expect("contributing block");
                     if !st.included[b][k] {
                         let z = if *total == 3 {
-                            mb(bg.qcd_index) - 2
+                            mb(c, bg.qcd_index) - 2
                         } else {
-                            mb(bg.qcd_index) - 1
+                            mb(c, bg.qcd_index) - 1
                         };
                         st.zbp[b].encode(x, y, z + 1, &mut bw);
                         st.included[b][k] = true;
@@ -595,7 +603,11 @@ pub(crate) fn encode(
         out.push(1);
     }
     // CAP
-    let max_mb = (0..nbands).map(mb).max().unwrap_or(1);
+    let max_mb = (0..nc)
+        .flat_map(|c| (0..nbands).map(move |q| (c, q)))
+        .map(|(c, q)| mb(c, q))
+        .max()
+        .unwrap_or(1);
     let magb = if max_mb <= 8 {
         0
     } else if max_mb < 28 {
@@ -637,9 +649,20 @@ pub(crate) fn encode(
     // QCD
     put16(&mut out, 0xFF5C);
     put16(&mut out, 3 + nbands as u16);
-    out.push((guard << 5) as u8);
-    for &e in &eps {
+    out.push((guard[0] << 5) as u8);
+    for &e in &eps[0] {
         out.push((e << 3) as u8);
+    }
+    if split_q {
+        for c in 1..nc {
+            put16(&mut out, 0xFF5D);
+            put16(&mut out, 4 + nbands as u16);
+            out.push(c as u8);
+            out.push((guard[1] << 5) as u8);
+            for &e in &eps[1] {
+                out.push((e << 3) as u8);
+            }
+        }
     }
     // With `marker_variants_for_testing`, COD and QCD are repeated in the first tile-part
     // header and the last tile-part has Psot = 0.

@@ -138,8 +138,8 @@ pub struct EncodeOptions {
     /// included in layer 1, later layers are empty).
     #[doc(hidden)]
     pub layers_for_testing: u16,
-    /// Testing aid: write SOP and EPH markers, repeat COD/QCD in the first tile-part header
-    /// and give the last tile-part Psot = 0.
+    /// Testing aid: write SOP and EPH markers, QCC for components 1.., repeat COD/QCD/QCC in
+    /// the first tile-part header and give the last tile-part Psot = 0.
     #[doc(hidden)]
     pub marker_variants_for_testing: bool,
 }

@@ -622,8 +622,8 @@ fn multi_layer_interop() {
     }
 }
 
-/// SOP/EPH markers, COD/QCD repeated in a tile-part header and Psot = 0 on the last tile-part:
-/// written by us, checked by OpenJPH and OpenJPEG, decoded by us.
+/// SOP/EPH markers, per-component QCC, COD/QCD/QCC repeated in a tile-part header and Psot = 0
+/// on the last tile-part: written by us, checked by OpenJPH and OpenJPEG, decoded by us.
 #[test]
 fn marker_variants_interop() {
     if !have_tools(
