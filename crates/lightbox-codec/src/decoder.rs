@@ -435,7 +435,7 @@ pub fn info(codestream: &[u8]) -> Result<CodestreamInfo, CodecError> {
         components: s.comps.len().min(255) as u8,
         bits_stored: s.comps[0].precision,
         signed: s.comps[0].signed,
-        resolution_levels: c0.levels + 1,
+        resolution_levels: h.params.comp.iter().map(|c| c.levels).min().unwrap_or(0) + 1,
         progression: prog_of(h.params.prog),
         layers: h.params.layers,
         tiles: nx.saturating_mul(ny),

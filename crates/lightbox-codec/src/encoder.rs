@@ -282,20 +282,43 @@ pub(crate) fn encode(
         transform: 1,
         precincts,
     };
+    // Per-component coding: with `component_coding_for_testing`, components 1.. use one level
+    // fewer, 32x16 code-blocks and a prefix of the precinct list, signalled with COC.
+    let coc = opts.component_coding_for_testing && nc > 1;
+    let ccs: Vec<CompCoding> = (0..nc)
+        .map(|c| {
+            if coc && c > 0 {
+                let l1 = levels.saturating_sub(1);
+                CompCoding {
+                    levels: l1,
+                    xcb: 5,
+                    ycb: 4,
+                    style: 0x40,
+                    transform: 1,
+                    precincts: cc.precincts[..=l1 as usize].to_vec(),
+                }
+            } else {
+                cc.clone()
+            }
+        })
+        .collect();
     let mut planes = to_planes(desc, samples, opts.planar)?;
     let rct = opts.color_transform && nc >= 3;
     if rct {
         rct_forward(&mut planes[..3]);
     }
-    let g = geom::build(0, 0, w as u64, h as u64, &cc);
+    let gs: Vec<geom::CompGeom> = ccs
+        .iter()
+        .map(|cc| geom::build(0, 0, w as u64, h as u64, cc))
+        .collect();
 
     // Transform and code every component.
     let threads = par::threads(opts.threads);
-    let code_comp = |p: Plane| -> Vec<Vec<BandCode>> {
-        let bands = decompose(p, levels);
+    let code_comp = |c: usize, p: Plane| -> Vec<Vec<BandCode>> {
+        let bands = decompose(p, ccs[c].levels);
         let coded = bands
             .iter()
-            .zip(g.res.iter())
+            .zip(gs[c].res.iter())
             .map(|(bs, rg)| {
                 bs.iter()
                     .zip(rg.bands.iter())
@@ -308,17 +331,22 @@ pub(crate) fn encode(
         }
         coded
     };
-    let coded: Vec<Vec<Vec<BandCode>>> = planes.into_iter().map(code_comp).collect();
+    let coded: Vec<Vec<Vec<BandCode>>> = planes
+        .into_iter()
+        .enumerate()
+        .map(|(c, p)| code_comp(c, p))
+        .collect();
 
     // Quantization exponents and guard bits (chosen so that no magnitude exceeds M_b).
     let markers = opts.marker_variants_for_testing;
     // Quantization groups: normally one (QCD) for all components; with
     // `marker_variants_for_testing` component 0 keeps QCD and the others get a QCC each, with
     // exponents sized for their own dynamic range (RCT chroma needs one more bit).
-    let split_q = markers && nc > 1;
+    let split_q = (markers || coc) && nc > 1;
     let group = |c: usize| usize::from(split_q && c > 0);
-    let nbands = 1 + 3 * levels as usize;
-    let mut eps = vec![vec![0u32; nbands]; 2];
+    let mut eps: Vec<Vec<u32>> = (0..2)
+        .map(|gi| vec![0u32; 1 + 3 * ccs[gi.min(nc - 1)].levels as usize])
+        .collect();
     let mut guard = [if opts.refinement_passes_for_testing {
         2u32
     } else {
@@ -326,7 +354,7 @@ pub(crate) fn encode(
     }; 2];
     for (gi, ep) in eps.iter_mut().enumerate() {
         let base_b = desc.bits_stored as u32 + u32::from(rct && (!split_q || gi == 1));
-        for rg in &g.res {
+        for rg in &gs[gi.min(nc - 1)].res {
             for bg in &rg.bands {
                 ep[bg.qcd_index] = base_b + band_gain(bg.kind);
             }
@@ -334,7 +362,7 @@ pub(crate) fn encode(
     }
     for (c, comp) in coded.iter().enumerate() {
         let gi = group(c);
-        for (rg, bands) in g.res.iter().zip(comp.iter()) {
+        for (rg, bands) in gs[c].res.iter().zip(comp.iter()) {
             for (bg, bc) in rg.bands.iter().zip(bands.iter()) {
                 let e = eps[gi][bg.qcd_index];
                 if bc.max_mag_bits + 1 > guard[gi] + e {
@@ -390,7 +418,7 @@ pub(crate) fn encode(
     let mut prec_state: std::collections::HashMap<(usize, usize, usize), PrecEnc> =
         std::collections::HashMap::new();
     let mut packet = |c: usize, r: usize, pi: usize, l: usize| -> Vec<u8> {
-        let rg = &g.res[r];
+        let rg = &gs[c].res[r];
         let (i, j) = (pi % rg.npx.max(1), pi / rg.npx.max(1));
         let ranges: Vec<(usize, usize, usize, usize)> = (0..rg.bands.len())
             .map(|b| rg.precinct_cbs(r, b, i, j))
@@ -530,10 +558,10 @@ pub(crate) fn encode(
     }
     let mut pks = Vec::new();
     for c in 0..nc {
-        for (r, rg) in g.res.iter().enumerate() {
+        for (r, rg) in gs[c].res.iter().enumerate() {
             for pi in 0..rg.npx * rg.npy {
                 let (i, j) = (pi % rg.npx, pi / rg.npx);
-                let (px, py) = rg.precinct_pos(levels, r, i, j, 0, 0);
+                let (px, py) = rg.precinct_pos(ccs[c].levels, r, i, j, 0, 0);
                 for l in 0..layers {
                     let (c64, r64, p64, l64) = (c as u64, r as u64, pi as u64, l as u64);
                     let key = match opts.progression {
@@ -604,7 +632,7 @@ pub(crate) fn encode(
     }
     // CAP
     let max_mb = (0..nc)
-        .flat_map(|c| (0..nbands).map(move |q| (c, q)))
+        .flat_map(|c| (0..eps[group(c)].len()).map(move |q| (c, q)))
         .map(|(c, q)| mb(c, q))
         .max()
         .unwrap_or(1);
@@ -646,9 +674,28 @@ pub(crate) fn encode(
             out.push(px | (py << 4));
         }
     }
+    // COC for components with their own coding parameters.
+    if coc {
+        for (c, ccc) in ccs.iter().enumerate().skip(1) {
+            put16(&mut out, 0xFF53);
+            put16(&mut out, 9 + if custom { ccc.levels as u16 + 1 } else { 0 });
+            out.push(c as u8);
+            out.push(custom as u8);
+            out.push(ccc.levels);
+            out.push(ccc.xcb - 2);
+            out.push(ccc.ycb - 2);
+            out.push(0x40);
+            out.push(1);
+            if custom {
+                for &(px, py) in &ccc.precincts {
+                    out.push(px | (py << 4));
+                }
+            }
+        }
+    }
     // QCD
     put16(&mut out, 0xFF5C);
-    put16(&mut out, 3 + nbands as u16);
+    put16(&mut out, 3 + eps[0].len() as u16);
     out.push((guard[0] << 5) as u8);
     for &e in &eps[0] {
         out.push((e << 3) as u8);
@@ -656,7 +703,7 @@ pub(crate) fn encode(
     if split_q {
         for c in 1..nc {
             put16(&mut out, 0xFF5D);
-            put16(&mut out, 4 + nbands as u16);
+            put16(&mut out, 4 + eps[1].len() as u16);
             out.push(c as u8);
             out.push((guard[1] << 5) as u8);
             for &e in &eps[1] {

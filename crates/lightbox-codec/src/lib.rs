@@ -142,6 +142,10 @@ pub struct EncodeOptions {
     /// the first tile-part header and give the last tile-part Psot = 0.
     #[doc(hidden)]
     pub marker_variants_for_testing: bool,
+    /// Testing aid: components 1.. get their own coding parameters through COC (one level
+    /// fewer, 32x16 code-blocks) and their own quantization through QCC.
+    #[doc(hidden)]
+    pub component_coding_for_testing: bool,
 }
 
 impl Default for EncodeOptions {
@@ -160,6 +164,7 @@ impl Default for EncodeOptions {
             refinement_passes_for_testing: false,
             layers_for_testing: 1,
             marker_variants_for_testing: false,
+            component_coding_for_testing: false,
         }
     }
 }

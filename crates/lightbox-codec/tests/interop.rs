@@ -668,3 +668,74 @@ fn marker_variants_interop() {
         }
     }
 }
+
+/// Components with their own coding parameters (COC: fewer levels, other code-block size) and
+/// quantization (QCC), in every progression order and with custom precincts: written by us,
+/// checked by OpenJPEG (full and reduced resolution) and OpenJPH, decoded by us.
+#[test]
+fn component_coding_interop() {
+    if !have_tools(
+        "component_coding_interop",
+        &["ojph_expand", "opj_decompress"],
+    ) {
+        return;
+    }
+    let dir = tmp_dir("coc");
+    let (w, h) = (181u32, 133u32);
+    let v = synth(w, h, 3, 10, false, 77);
+    let desc = ImageDesc {
+        width: w,
+        height: h,
+        components: 3,
+        bits_stored: 10,
+        signed: false,
+    };
+    let progs = [
+        Progression::Rpcl,
+        Progression::Pcrl,
+        Progression::Cprl,
+        Progression::Lrcp,
+        Progression::Rlcp,
+    ];
+    for (k, prog) in progs.into_iter().enumerate() {
+        for precincts in [vec![], vec![(4u8, 4u8), (5, 5), (6, 6)]] {
+            let opts = EncodeOptions {
+                component_coding_for_testing: true,
+                color_transform: false,
+                progression: prog,
+                precincts: precincts.clone(),
+                ..Default::default()
+            };
+            let j2c = encode_i32(&desc, &v, &opts);
+            let what = format!("COC {prog:?} precincts {precincts:?}");
+            let jf = dir.join(format!("c{k}_{}.j2c", precincts.len()));
+            std::fs::write(&jf, &j2c).unwrap();
+            let img = decode(&j2c, &DecodeOptions::default()).unwrap();
+            assert_same(&format!("{what} ours"), &decoded_i32(&img.samples), &v);
+            let pf = dir.join(format!("c{k}_{}.opj.ppm", precincts.len()));
+            run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+            assert_same(&format!("{what} opj_decompress"), &read_pnm_i32(&pf), &v);
+            let levels = info(&j2c).unwrap().resolution_levels;
+            for skip in 1..levels.min(4) {
+                let small = decode(
+                    &j2c,
+                    &DecodeOptions {
+                        max_resolution_levels: Some(levels - skip),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+                let rf = dir.join(format!("c{k}_{}_{skip}.opj.ppm", precincts.len()));
+                run(
+                    "opj_decompress",
+                    &["-i", p(&jf), "-o", p(&rf), "-r", &skip.to_string()],
+                );
+                assert_same(
+                    &format!("{what} skip {skip}"),
+                    &decoded_i32(&small.samples),
+                    &read_pnm_i32(&rf),
+                );
+            }
+        }
+    }
+}
