@@ -3,7 +3,9 @@
 use crate::dwt::{self, Plane};
 use crate::geom::{self, CompCoding};
 use crate::t2::{BitWriter, TagTree};
-use crate::{CodecError, EncodeOptions, ImageDesc, Progression, Samples, ht, par};
+use crate::{
+    CodecError, EncodeOptions, ImageDesc, Progression, ResolutionChecksum, Samples, ht, par,
+};
 
 /// Coded data of one code-block (None = all zero, not included): bytes, length of the
 /// cleanup segment, number of coding passes (1, or 3 with SigProp/MagRef).
@@ -159,13 +161,18 @@ fn rct_forward(planes: &mut [Plane]) {
 /// Subband planes of one component, indexed [resolution][band].
 type Bands = Vec<Vec<Plane>>;
 
-fn decompose(p: Plane, levels: u8) -> Bands {
+/// Wavelet decomposition; when `keep_ll` is set, copies of the LL band after each level are
+/// pushed to `lls` (index k-1 holds the image after k decompositions).
+fn decompose(p: Plane, levels: u8, keep_ll: bool, lls: &mut Vec<Plane>) -> Bands {
     let mut per_level: Vec<[Plane; 3]> = Vec::new();
     let mut cur = p;
     for _ in 0..levels {
         let lv = dwt::forward_level(cur, 0, 0);
         per_level.push([lv.hl, lv.lh, lv.hh]);
         cur = lv.ll;
+        if keep_ll {
+            lls.push(cur.clone());
+        }
     }
     let mut out: Bands = vec![vec![cur]];
     for lv in per_level.into_iter().rev() {
@@ -241,6 +248,90 @@ pub(crate) fn encode(
     samples: Samples<'_>,
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, CodecError> {
+    encode_inner(desc, samples, opts, false).map(|(j2c, _)| j2c)
+}
+
+/// Encodes and also returns the CRC-32 of every resolution level, base first, computed from
+/// the transform's own LL bands (what a decoder reconstructs) without decoding.
+pub(crate) fn encode_with_checksums(
+    desc: &ImageDesc,
+    samples: Samples<'_>,
+    opts: &EncodeOptions,
+) -> Result<(Vec<u8>, Vec<ResolutionChecksum>), CodecError> {
+    encode_inner(desc, samples, opts, true)
+}
+
+/// CRC-32 of component planes in the checksum layout (interleaved; 1 byte per sample for
+/// <= 8 bits, else 2 bytes little-endian), after the inverse RCT and level shift.
+fn planes_crc(planes: &[&[i32]], prec: u32, signed: bool, rct: bool) -> u32 {
+    let (lo, hi, shift) = if signed {
+        (-(1i32 << (prec - 1)), (1i32 << (prec - 1)) - 1, 0)
+    } else {
+        (0, ((1i64 << prec) - 1) as i32, 1i32 << (prec - 1))
+    };
+    let n = planes[0].len();
+    let nc = planes.len();
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut px = vec![0i32; nc];
+    for i in 0..n {
+        for (c, p) in planes.iter().enumerate() {
+            px[c] = p[i];
+        }
+        if rct && nc >= 3 {
+            let (y, cb, cr) = (px[0], px[1], px[2]);
+            let g = y.wrapping_sub(cb.wrapping_add(cr) >> 2);
+            px[0] = cr.wrapping_add(g);
+            px[1] = g;
+            px[2] = cb.wrapping_add(g);
+        }
+        for &v in &px {
+            let v = v.wrapping_add(shift).max(lo).min(hi);
+            if prec <= 8 {
+                buf.push(v as u8);
+            } else {
+                buf.extend_from_slice(&(v as u16).to_le_bytes());
+            }
+        }
+        if buf.len() >= (1 << 16) - 8 {
+            hasher.update(&buf);
+            buf.clear();
+        }
+    }
+    hasher.update(&buf);
+    hasher.finalize()
+}
+
+/// CRC-32 of the caller's samples in the checksum layout.
+fn samples_crc(samples: Samples<'_>, nc: usize, n: usize, planar: bool) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    let idx = |i: usize| if planar { (i % nc) * n + i / nc } else { i };
+    match samples {
+        Samples::U8(s) if !planar => hasher.update(s),
+        Samples::U8(s) => hasher.update(&(0..s.len()).map(|i| s[idx(i)]).collect::<Vec<u8>>()),
+        Samples::I8(s) => {
+            hasher.update(&(0..s.len()).map(|i| s[idx(i)] as u8).collect::<Vec<u8>>())
+        }
+        Samples::U16(s) => hasher.update(
+            &(0..s.len())
+                .flat_map(|i| s[idx(i)].to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
+        Samples::I16(s) => hasher.update(
+            &(0..s.len())
+                .flat_map(|i| s[idx(i)].to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
+    }
+    hasher.finalize()
+}
+
+fn encode_inner(
+    desc: &ImageDesc,
+    samples: Samples<'_>,
+    opts: &EncodeOptions,
+    want_checksums: bool,
+) -> Result<(Vec<u8>, Vec<ResolutionChecksum>), CodecError> {
     if desc.width == 0 || desc.height == 0 || desc.width > 65535 * 4 || desc.height > 65535 * 4 {
         return Err(invalid("width and height must be 1..=262140"));
     }
@@ -314,8 +405,9 @@ pub(crate) fn encode(
 
     // Transform and code every component.
     let threads = par::threads(opts.threads);
-    let code_comp = |c: usize, p: Plane| -> Vec<Vec<BandCode>> {
-        let bands = decompose(p, ccs[c].levels);
+    let code_comp = |c: usize, p: Plane| -> (Vec<Vec<BandCode>>, Vec<Plane>) {
+        let mut lls = Vec::new();
+        let bands = decompose(p, ccs[c].levels, want_checksums, &mut lls);
         let coded = bands
             .iter()
             .zip(gs[c].res.iter())
@@ -329,13 +421,37 @@ pub(crate) fn encode(
         for p in bands.into_iter().flatten() {
             crate::pool::recycle(p.data);
         }
-        coded
+        (coded, lls)
     };
-    let coded: Vec<Vec<Vec<BandCode>>> = planes
+    let (coded, lls): (Vec<Vec<Vec<BandCode>>>, Vec<Vec<Plane>>) = planes
         .into_iter()
         .enumerate()
         .map(|(c, p)| code_comp(c, p))
-        .collect();
+        .unzip();
+    let mut checksums = Vec::new();
+    if want_checksums {
+        // Resolution n (1 = base) discards R = min_levels + 1 - n levels from every component.
+        let min_levels = ccs.iter().map(|c| c.levels).min().unwrap_or(0) as usize;
+        let prec = desc.bits_stored as u32;
+        for reduce in (0..=min_levels).rev() {
+            let (cw, ch) = (
+                (w as u64).div_ceil(1 << reduce),
+                (h as u64).div_ceil(1 << reduce),
+            );
+            let crc = if reduce == 0 {
+                samples_crc(samples, nc, (w as usize) * (h as usize), opts.planar)
+            } else {
+                let planes: Vec<&[i32]> =
+                    lls.iter().map(|l| l[reduce - 1].data.as_slice()).collect();
+                planes_crc(&planes, prec, desc.signed, rct)
+            };
+            checksums.push(ResolutionChecksum {
+                width: cw as u32,
+                height: ch as u32,
+                crc32: crc,
+            });
+        }
+    }
 
     // Quantization exponents and guard bits (chosen so that no magnitude exceeds M_b).
     let markers = opts.marker_variants_for_testing;
@@ -752,5 +868,5 @@ pub(crate) fn encode(
         out.extend_from_slice(part);
     }
     put16(&mut out, 0xFFD9);
-    Ok(out)
+    Ok((out, checksums))
 }

@@ -46,6 +46,8 @@
 //! the one [`DecodedImage::to_le_bytes`] returns: samples interleaved by component, row-major,
 //! one byte per sample when the precision is ≤ 8 bits, otherwise two bytes little-endian
 //! (two's complement for signed data) — the layout of OpenJPH's decoded buffer.
+//! [`encode_lossless_with_checksums`] returns the same list while encoding, computed from the
+//! wavelet transform's LL bands, so an importer need not decode what it has just encoded.
 //!
 //! ```
 //! use lightbox_codec::*;
@@ -280,6 +282,17 @@ pub fn encode_lossless(
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, CodecError> {
     encoder::encode(desc, samples, opts)
+}
+
+/// Like [`encode_lossless`], and also returns the CRC-32 of every resolution level, base
+/// first, exactly as [`resolution_checksums`] would report for the returned codestream, but
+/// computed from the encoder's own transform bands instead of decoding.
+pub fn encode_lossless_with_checksums(
+    desc: &ImageDesc,
+    samples: Samples<'_>,
+    opts: &EncodeOptions,
+) -> Result<(Vec<u8>, Vec<ResolutionChecksum>), CodecError> {
+    encoder::encode_with_checksums(desc, samples, opts)
 }
 
 /// Decodes an HTJ2K codestream (see the crate docs).

@@ -390,3 +390,53 @@ fn jph_file_wrapper() {
     // A truncated box structure is an error, not a panic.
     assert!(decode(&jph[..30], &DecodeOptions::default()).is_err());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 60, ..ProptestConfig::default() })]
+
+    /// Encoder-side checksums equal the checksums of the decoded codestream at every level.
+    #[test]
+    fn encoder_checksums_match_decoder(
+        w in 1u32..120,
+        h in 1u32..120,
+        comps in prop::sample::select(vec![1u8, 3]),
+        bits in 1u8..=16,
+        signed in any::<bool>(),
+        planar in any::<bool>(),
+        rct in any::<bool>(),
+        coc in any::<bool>(),
+        levels in prop::option::of(0u8..7),
+        seed in any::<u64>(),
+    ) {
+        let desc = ImageDesc { width: w, height: h, components: comps, bits_stored: bits, signed };
+        let v = make(w, h, comps, bits, signed, Content::Noise, seed);
+        let opts = EncodeOptions {
+            planar,
+            color_transform: rct,
+            component_coding_for_testing: coc,
+            levels,
+            ..Default::default()
+        };
+        let (j2c, sums) = match (signed, bits <= 8) {
+            (false, true) => {
+                let s: Vec<u8> = v.iter().map(|&x| x as u8).collect();
+                encode_lossless_with_checksums(&desc, Samples::U8(&s), &opts)
+            }
+            (false, false) => {
+                let s: Vec<u16> = v.iter().map(|&x| x as u16).collect();
+                encode_lossless_with_checksums(&desc, Samples::U16(&s), &opts)
+            }
+            (true, true) => {
+                let s: Vec<i8> = v.iter().map(|&x| x as i8).collect();
+                encode_lossless_with_checksums(&desc, Samples::I8(&s), &opts)
+            }
+            (true, false) => {
+                let s: Vec<i16> = v.iter().map(|&x| x as i16).collect();
+                encode_lossless_with_checksums(&desc, Samples::I16(&s), &opts)
+            }
+        }
+        .unwrap();
+        let from_decoder = resolution_checksums(&j2c, &DecodeOptions::default()).unwrap();
+        prop_assert_eq!(sums, from_decoder);
+    }
+}
