@@ -755,3 +755,17 @@ pub fn encode_label(s: &str) -> String {
         .remove(b'~');
     utf8_percent_encode(s, SET).to_string()
 }
+
+impl TestServer {
+    /// A second handle on the server's catalog (the same SQLite file or PostgreSQL database),
+    /// for tests that seed records no API can create yet.
+    pub async fn catalog(&self) -> Result<lightbox_storage::SqlCatalog> {
+        Ok(match &self.shared {
+            Some(s) => lightbox_storage::SqlCatalog::connect(&s.catalog_url).await?,
+            None => {
+                lightbox_storage::SqlCatalog::open_sqlite_file(&self.data_dir().join("catalog.db"))
+                    .await?
+            }
+        })
+    }
+}
