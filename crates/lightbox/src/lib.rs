@@ -180,6 +180,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unreachable_or_misconfigured_storage_fails_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.catalog = Some("postgres://lightbox:pw@127.0.0.1:1/none".into());
+        let err = format!("{:#}", start(config).await.err().expect("must fail"));
+        assert!(err.contains("cannot connect to the catalog database"), "{err}");
+        assert!(err.contains("Connection refused"), "{err}");
+        assert!(!err.contains("pw@"), "no password in messages: {err}");
+
+        let mut config = Config::new(dir.path());
+        config.catalog = Some("mysql://somewhere/db".into());
+        let err = format!("{:#}", start(config).await.err().expect("must fail"));
+        assert!(err.contains("sqlite: or postgres://"), "{err}");
+
+        let mut config = Config::new(dir.path());
+        config.blob_store = Some("ftp://bucket/prefix".into());
+        let err = format!("{:#}", start(config).await.err().expect("must fail"));
+        assert!(err.contains("invalid --blob-store"), "{err}");
+
+        let mut config = Config::new(dir.path());
+        config.blob_store = Some("s3://lightbox-missing-bucket/x".into());
+        config.s3.endpoint = Some("http://127.0.0.1:1".into());
+        config.s3.access_key_id = Some("k".into());
+        config.s3.secret_access_key = Some("s".into());
+        let err = format!("{:#}", start(config).await.err().expect("must fail"));
+        assert!(err.contains("blob store is not usable"), "{err}");
+    }
+
+    #[tokio::test]
     async fn configured_credentials_allow_any_address() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(dir.path());
