@@ -55,6 +55,50 @@ struct Params {
     /// Whether COC / QCC set the component explicitly (then COD / QCD do not override it).
     coc_set: Vec<bool>,
     qcc_set: Vec<bool>,
+    /// Progression order changes (POC), in order.
+    poc: Vec<Poc>,
+}
+
+/// One POC progression volume: resolutions `rs..re`, components `cs..ce`, layers `0..lye`.
+#[derive(Clone, Copy, Debug)]
+struct Poc {
+    rs: u8,
+    cs: u16,
+    lye: u16,
+    re: u8,
+    ce: u16,
+    prog: u8,
+}
+
+fn parse_poc(body: &[u8], nc: usize) -> Result<Vec<Poc>, CodecError> {
+    let wide = nc >= 257;
+    let size = if wide { 9 } else { 7 };
+    if body.is_empty() || !body.len().is_multiple_of(size) {
+        return Err(corrupt("bad POC length"));
+    }
+    let mut out = Vec::new();
+    let mut r = Rd { d: body, p: 0 };
+    while r.left() > 0 {
+        let rs = r.u8()?;
+        let cs = if wide { r.u16()? } else { r.u8()? as u16 };
+        let lye = r.u16()?;
+        let re = r.u8()?;
+        let ce = if wide { r.u16()? } else { r.u8()? as u16 };
+        let ce = if ce == 0 && !wide { 256 } else { ce };
+        let prog = r.u8()?;
+        if prog > 4 {
+            return Err(corrupt("bad POC progression order"));
+        }
+        out.push(Poc {
+            rs,
+            cs,
+            lye,
+            re,
+            ce,
+            prog,
+        });
+    }
+    Ok(out)
 }
 
 struct Rd<'a> {
@@ -370,6 +414,7 @@ fn parse_main(data: &[u8]) -> Result<Header, CodecError> {
                     ],
                     coc_set: vec![false; nc],
                     qcc_set: vec![false; nc],
+                    poc: Vec::new(),
                 });
                 siz = Some(s);
             }
@@ -388,7 +433,13 @@ fn parse_main(data: &[u8]) -> Result<Header, CodecError> {
             }
             0xFF55 => tlm = true,
             0xFF5E => return Err(unsupported("region of interest (RGN)")),
-            0xFF5F => return Err(unsupported("progression order change (POC)")),
+            0xFF5F => {
+                let p = params
+                    .as_mut()
+                    .ok_or_else(|| corrupt("marker before SIZ"))?;
+                let nc = p.comp.len();
+                p.poc.extend(parse_poc(body, nc)?);
+            }
             0xFF60 => return Err(unsupported("packed packet headers (PPM)")),
             _ => {}
         }
@@ -479,10 +530,26 @@ fn ceil_div(a: u64, b: u64) -> u64 {
 }
 
 struct Packet {
-    key: [u64; 4],
     r: u8,
     c: u16,
     p: u32,
+    /// Visiting position of the precinct (full-resolution component coordinates).
+    px: u64,
+    py: u64,
+    /// Index into the per-packet next-layer table.
+    id: u32,
+}
+
+impl Packet {
+    fn key(&self, prog: u8) -> [u64; 4] {
+        let (c, r, p) = (self.c as u64, self.r as u64, self.p as u64);
+        match prog {
+            0 | 1 => [r, c, p, 0],
+            2 => [r, self.py, self.px, c],
+            3 => [self.py, self.px, c, r],
+            _ => [c, self.py, self.px, r],
+        }
+    }
 }
 
 /// Reads one packet starting at `pos`; returns the new position.
@@ -815,6 +882,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     // Collect tile-parts.
     let mut tile_data: Vec<Vec<&[u8]>> = vec![Vec::new(); ntiles as usize];
     let mut tile_params: Vec<Option<Params>> = vec![None; ntiles as usize];
+    let mut tile_poc_seen = vec![false; ntiles as usize];
     let mut pos = hdr.end;
     while pos + 2 <= data.len() {
         let m = u16::from_be_bytes([data[pos], data[pos + 1]]);
@@ -885,7 +953,15 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                     apply_marker(p, m, body, nc)?;
                 }
                 0xFF5E => return Err(unsupported("region of interest (RGN)")),
-                0xFF5F => return Err(unsupported("progression order change (POC)")),
+                0xFF5F if first_part => {
+                    let p = tile_params[isot].as_mut().expect("tile params");
+                    if !p.poc.is_empty() && !tile_poc_seen[isot] {
+                        p.poc.clear(); // a tile's POC replaces the main header's
+                    }
+                    tile_poc_seen[isot] = true;
+                    p.poc.extend(parse_poc(body, nc)?);
+                }
+                0xFF5F => return Err(unsupported("POC in a non-first tile-part header")),
                 0xFF61 => return Err(unsupported("packed packet headers (PPT)")),
                 _ => {}
             }
@@ -955,39 +1031,49 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                 precs,
             });
         }
-        // Packet order: sort the (resolution, component, precinct) triples once; layers are
-        // expanded while reading, so hostile layer counts cost nothing until data backs them.
+        // Packet order: the (resolution, component, precinct) triples are sorted per progression
+        // volume (the COD order, or each POC entry then the COD order for anything left); layers
+        // are expanded while reading, so hostile layer counts cost nothing until data backs them.
         let layers = params.layers as u32;
-        let mut base: Vec<Packet> = Vec::new();
+        let mut all: Vec<Packet> = Vec::new();
         for (c, tc) in tcs.iter().enumerate() {
             for (r, rg) in tc.geom.res.iter().enumerate() {
                 for pi in 0..rg.npx * rg.npy {
                     let (i, j) = (pi % rg.npx, pi / rg.npx);
                     let (px, py) = rg.precinct_pos(tc.cc.levels, r, i, j, tx0, ty0);
-                    let (c64, r64, p64) = (c as u64, r as u64, pi as u64);
-                    let key = match params.prog {
-                        0 | 1 => [r64, c64, p64, 0],
-                        2 => [r64, py, px, c64],
-                        3 => [py, px, c64, r64],
-                        _ => [c64, py, px, r64],
-                    };
-                    base.push(Packet {
-                        key,
+                    let id = all.len() as u32;
+                    all.push(Packet {
                         r: r as u8,
                         c: c as u16,
                         p: pi as u32,
+                        px,
+                        py,
+                        id,
                     });
                 }
             }
         }
-        base.sort_by_key(|p| p.key);
+        let mut next_layer = vec![0u32; all.len()];
+        let mut volumes: Vec<Poc> = params.poc.clone();
+        volumes.push(Poc {
+            rs: 0,
+            cs: 0,
+            lye: params.layers,
+            re: 33,
+            ce: u16::MAX,
+            prog: params.prog,
+        });
         let parts = &tile_data[t];
         let mut part = 0usize;
         let mut pos = 0usize;
         let tile_bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
         let mut budget = 1_000 * tile_bytes + (1 << 22);
-        // Reads one packet; Ok(false) once the tile's data is exhausted.
+        // Reads a packet if it is the next one of its precinct; Ok(false) once the tile's data
+        // is exhausted.
         let mut visit = |pk: &Packet, l: u32| -> Result<bool, CodecError> {
+            if next_layer[pk.id as usize] != l {
+                return Ok(true); // already read in an earlier volume (or out of order)
+            }
             // Packets never straddle tile-parts.
             while part < parts.len() && pos >= parts[part].len() {
                 part += 1;
@@ -1007,38 +1093,47 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                 params.eph,
                 &mut budget,
             )?;
+            next_layer[pk.id as usize] += 1;
             Ok(true)
         };
-        match params.prog {
-            0 => {
-                'lrcp: for l in 0..layers {
-                    for pk in &base {
-                        if !visit(pk, l)? {
-                            break 'lrcp;
-                        }
-                    }
-                }
-            }
-            1 => {
-                let mut start = 0;
-                'rlcp: while start < base.len() {
-                    let r = base[start].r;
-                    let end = start + base[start..].iter().take_while(|p| p.r == r).count();
-                    for l in 0..layers {
-                        for pk in &base[start..end] {
+        'volumes: for vol in &volumes {
+            let mut base: Vec<&Packet> = all
+                .iter()
+                .filter(|p| (vol.rs..vol.re).contains(&p.r) && (vol.cs..vol.ce).contains(&p.c))
+                .collect();
+            base.sort_by_key(|p| p.key(vol.prog));
+            let lye = (vol.lye as u32).min(layers);
+            match vol.prog {
+                0 => {
+                    for l in 0..lye {
+                        for pk in &base {
                             if !visit(pk, l)? {
-                                break 'rlcp;
+                                break 'volumes;
                             }
                         }
                     }
-                    start = end;
                 }
-            }
-            _ => {
-                'pos: for pk in &base {
-                    for l in 0..layers {
-                        if !visit(pk, l)? {
-                            break 'pos;
+                1 => {
+                    let mut start = 0;
+                    while start < base.len() {
+                        let r = base[start].r;
+                        let end = start + base[start..].iter().take_while(|p| p.r == r).count();
+                        for l in 0..lye {
+                            for pk in &base[start..end] {
+                                if !visit(pk, l)? {
+                                    break 'volumes;
+                                }
+                            }
+                        }
+                        start = end;
+                    }
+                }
+                _ => {
+                    for pk in &base {
+                        for l in 0..lye {
+                            if !visit(pk, l)? {
+                                break 'volumes;
+                            }
                         }
                     }
                 }

@@ -228,6 +228,16 @@ fn encode_band(plane: &Plane, bg: &geom::BandGeom, threads: usize, refined: bool
     }
 }
 
+fn prog_code(p: Progression) -> u8 {
+    match p {
+        Progression::Lrcp => 0,
+        Progression::Rlcp => 1,
+        Progression::Rpcl => 2,
+        Progression::Pcrl => 3,
+        Progression::Cprl => 4,
+    }
+}
+
 fn band_gain(kind: u8) -> u32 {
     match kind {
         0 => 0,
@@ -672,36 +682,85 @@ fn encode_inner(
         p: usize,
         l: usize,
     }
+    // Progression volumes: the COD order, or with `poc_for_testing` three POC entries
+    // (RPCL for the two coarsest resolutions, then CPRL for component 0 and LRCP for the other
+    // components over the rest) followed by the COD order for anything left.
+    let max_res = ccs.iter().map(|c| c.levels).max().unwrap_or(0) + 1;
+    let poc: Vec<(u8, u16, u16, u8, u16, Progression)> = if opts.poc_for_testing {
+        vec![
+            (
+                0,
+                0,
+                layers as u16,
+                2.min(max_res),
+                nc as u16,
+                Progression::Rpcl,
+            ),
+            (
+                2.min(max_res),
+                0,
+                layers as u16,
+                max_res,
+                1,
+                Progression::Cprl,
+            ),
+            (
+                2.min(max_res),
+                1,
+                layers as u16,
+                max_res,
+                nc as u16,
+                Progression::Lrcp,
+            ),
+        ]
+    } else {
+        Vec::new()
+    };
+    let mut volumes = poc.clone();
+    volumes.push((0, 0, layers as u16, 33, u16::MAX, opts.progression));
+    let mut emitted = std::collections::HashSet::new();
     let mut pks = Vec::new();
-    for c in 0..nc {
-        for (r, rg) in gs[c].res.iter().enumerate() {
-            for pi in 0..rg.npx * rg.npy {
-                let (i, j) = (pi % rg.npx, pi / rg.npx);
-                let (px, py) = rg.precinct_pos(ccs[c].levels, r, i, j, 0, 0);
-                for l in 0..layers {
-                    let (c64, r64, p64, l64) = (c as u64, r as u64, pi as u64, l as u64);
-                    let key = match opts.progression {
-                        Progression::Lrcp => (l64, r64, c64, p64, 0),
-                        Progression::Rlcp => (r64, l64, c64, p64, 0),
-                        Progression::Rpcl => (r64, py, px, c64, l64),
-                        Progression::Pcrl => (py, px, c64, r64, l64),
-                        Progression::Cprl => (c64, py, px, r64, l64),
-                    };
-                    pks.push(Pk {
-                        key,
-                        c,
-                        r,
-                        p: pi,
-                        l,
-                    });
+    for &(rs, cs, lye, re, ce, prog) in &volumes {
+        let mut vol = Vec::new();
+        for c in (cs as usize)..nc.min(ce as usize) {
+            for (r, rg) in gs[c].res.iter().enumerate() {
+                if r < rs as usize || r >= re as usize {
+                    continue;
+                }
+                for pi in 0..rg.npx * rg.npy {
+                    let (i, j) = (pi % rg.npx, pi / rg.npx);
+                    let (px, py) = rg.precinct_pos(ccs[c].levels, r, i, j, 0, 0);
+                    for l in 0..(lye as usize).min(layers) {
+                        let (c64, r64, p64, l64) = (c as u64, r as u64, pi as u64, l as u64);
+                        let key = match prog {
+                            Progression::Lrcp => (l64, r64, c64, p64, 0),
+                            Progression::Rlcp => (r64, l64, c64, p64, 0),
+                            Progression::Rpcl => (r64, py, px, c64, l64),
+                            Progression::Pcrl => (py, px, c64, r64, l64),
+                            Progression::Cprl => (c64, py, px, r64, l64),
+                        };
+                        vol.push(Pk {
+                            key,
+                            c,
+                            r,
+                            p: pi,
+                            l,
+                        });
+                    }
                 }
             }
         }
+        vol.sort_by_key(|p| p.key);
+        for pk in vol {
+            if emitted.insert((pk.c, pk.r, pk.p, pk.l)) {
+                pks.push(pk);
+            }
+        }
     }
-    pks.sort_by_key(|p| p.key);
 
     // Tile-parts: one per resolution for RPCL (if asked), else one.
-    let split = opts.tile_part_per_resolution && opts.progression == Progression::Rpcl;
+    let split =
+        opts.tile_part_per_resolution && opts.progression == Progression::Rpcl && poc.is_empty();
     let mut parts: Vec<Vec<u8>> = Vec::new();
     let mut cur_r = usize::MAX;
     for (seq, pk) in pks.iter().enumerate() {
@@ -771,13 +830,7 @@ fn encode_inner(
     let cod_start = out.len();
     put16(&mut out, 12 + if custom { levels as u16 + 1 } else { 0 });
     out.push(custom as u8 | if markers { 0x06 } else { 0 });
-    out.push(match opts.progression {
-        Progression::Lrcp => 0,
-        Progression::Rlcp => 1,
-        Progression::Rpcl => 2,
-        Progression::Pcrl => 3,
-        Progression::Cprl => 4,
-    });
+    out.push(prog_code(opts.progression));
     put16(&mut out, layers as u16);
     out.push(rct as u8);
     out.push(levels);
@@ -788,6 +841,19 @@ fn encode_inner(
     if custom {
         for &(px, py) in &cc.precincts {
             out.push(px | (py << 4));
+        }
+    }
+    // POC
+    if !poc.is_empty() {
+        put16(&mut out, 0xFF5F);
+        put16(&mut out, (2 + 7 * poc.len()) as u16);
+        for &(rs, cs, lye, re, ce, prog) in &poc {
+            out.push(rs);
+            out.push(cs as u8);
+            put16(&mut out, lye);
+            out.push(re);
+            out.push(ce as u8);
+            out.push(prog_code(prog));
         }
     }
     // COC for components with their own coding parameters.

@@ -25,11 +25,12 @@
 //!
 //! [`decode`] reads reversible HTJ2K codestreams, raw or inside a JPH/JP2 file's `jp2c` box
 //! (tested against OpenJPH 0.9 and 0.26 output and this crate's): any progression order, several tiles and tile-parts, image and tile
-//! offsets, any precinct and code-block size, several quality layers, SOP/EPH markers,
+//! offsets, any precinct and code-block size, several quality layers, POC progression
+//! changes, SOP/EPH markers,
 //! COC/QCC overrides, HT cleanup plus SigProp/MagRef refinement passes (one HT set per
 //! code-block, vertically causal mode included), 1–4 components of up to 16 bits.
 //! Irreversible (9/7) streams, classic (non-HT) JPEG 2000 code-blocks, several HT sets per
-//! code-block, component subsampling, more than 16 bits, POC, PPM/PPT and RGN are rejected
+//! code-block, component subsampling, more than 16 bits, PPM/PPT and RGN are rejected
 //! with [`CodecError::Unsupported`].
 //! [`DecodeOptions::max_resolution_levels`] decodes only the first N resolution levels
 //! (a thumbnail at 1/2^k scale); a codestream cut after the tile-parts of the first N
@@ -148,6 +149,9 @@ pub struct EncodeOptions {
     /// fewer, 32x16 code-blocks) and their own quantization through QCC.
     #[doc(hidden)]
     pub component_coding_for_testing: bool,
+    /// Testing aid: write a POC marker with three progression volumes.
+    #[doc(hidden)]
+    pub poc_for_testing: bool,
 }
 
 impl Default for EncodeOptions {
@@ -167,6 +171,7 @@ impl Default for EncodeOptions {
             layers_for_testing: 1,
             marker_variants_for_testing: false,
             component_coding_for_testing: false,
+            poc_for_testing: false,
         }
     }
 }

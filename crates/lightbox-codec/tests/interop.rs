@@ -739,3 +739,51 @@ fn component_coding_interop() {
         }
     }
 }
+
+/// Progression order changes (POC with three volumes over resolution and component ranges,
+/// then the COD order), with several layers and with per-component coding: written by us,
+/// checked by OpenJPEG, decoded by us.
+#[test]
+fn poc_interop() {
+    if !have_tools("poc_interop", &["opj_decompress"]) {
+        return;
+    }
+    let dir = tmp_dir("poc");
+    let (w, h) = (150u32, 101u32);
+    let v = synth(w, h, 3, 12, false, 91);
+    let desc = ImageDesc {
+        width: w,
+        height: h,
+        components: 3,
+        bits_stored: 12,
+        signed: false,
+    };
+    let mut k = 0;
+    for prog in [Progression::Rpcl, Progression::Lrcp, Progression::Pcrl] {
+        for (layers, coc, precincts) in [
+            (1u16, false, vec![]),
+            (3, false, vec![(5u8, 5u8)]),
+            (2, true, vec![(4, 4), (6, 6)]),
+        ] {
+            let opts = EncodeOptions {
+                poc_for_testing: true,
+                progression: prog,
+                layers_for_testing: layers,
+                component_coding_for_testing: coc,
+                color_transform: !coc,
+                precincts: precincts.clone(),
+                ..Default::default()
+            };
+            let j2c = encode_i32(&desc, &v, &opts);
+            let what = format!("POC {prog:?} layers {layers} coc {coc} precincts {precincts:?}");
+            let jf = dir.join(format!("p{k}.j2c"));
+            std::fs::write(&jf, &j2c).unwrap();
+            let pf = dir.join(format!("p{k}.opj.ppm"));
+            run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+            assert_same(&format!("{what} opj_decompress"), &read_pnm_i32(&pf), &v);
+            let img = decode(&j2c, &DecodeOptions::default()).unwrap();
+            assert_same(&format!("{what} ours"), &decoded_i32(&img.samples), &v);
+            k += 1;
+        }
+    }
+}

@@ -41,6 +41,17 @@ fn streams() -> Vec<Vec<u8>> {
             &desc,
             &v,
             &EncodeOptions {
+                poc_for_testing: true,
+                layers_for_testing: 2,
+                marker_variants_for_testing: true,
+                component_coding_for_testing: true,
+                ..Default::default()
+            },
+        ));
+        out.push(encode_i32(
+            &desc,
+            &v,
+            &EncodeOptions {
                 refinement_passes_for_testing: true,
                 levels: Some(1),
                 ..Default::default()
