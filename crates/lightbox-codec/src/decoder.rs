@@ -866,7 +866,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     } as u32;
     let rx = |v: u32| -> u64 { ceil_div(v as u64, 1u64 << reduce) };
     let (ow, oh) = (rx(siz.xsiz) - rx(siz.xosiz), rx(siz.ysiz) - rx(siz.yosiz));
-    let total = ow * oh * nc as u64;
+    let total = ow.saturating_mul(oh).saturating_mul(nc as u64);
     if total > opts.max_samples {
         return Err(CodecError::LimitExceeded(format!(
             "{ow}x{oh}x{nc} samples exceed the limit of {}",
@@ -1007,9 +1007,13 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             let mut cbs = Vec::new();
             let mut precs = Vec::new();
             for rg in &g.res {
-                let np = rg.npx as u64 * rg.npy as u64;
-                let n: u64 = rg.bands.iter().map(|b| b.ncbx as u64 * b.ncby as u64).sum();
-                cb_count += n + np;
+                let np = (rg.npx as u64).saturating_mul(rg.npy as u64);
+                let n: u64 = rg
+                    .bands
+                    .iter()
+                    .map(|b| (b.ncbx as u64).saturating_mul(b.ncby as u64))
+                    .fold(0u64, |a, b| a.saturating_add(b));
+                cb_count = cb_count.saturating_add(n).saturating_add(np);
                 if cb_count > MAX_CODEBLOCKS.min(opts.max_samples / 4 + (1 << 16)) {
                     return Err(CodecError::LimitExceeded(
                         "too many code-blocks or precincts".into(),
