@@ -9,7 +9,7 @@
 //! * reversible 5/3 wavelet, reversible colour transform (RCT) for 3 components,
 //! * RPCL progression, one tile, one quality layer, 64×64 code-blocks by default,
 //! * enough decomposition levels that the lowest resolution is at most 64×64
-//!   (and at least `min(5, log2(min(width, height)))` for compression),
+//!   (and at least `min(5, floor(log2(min(width, height))))` for compression),
 //! * `SIZ`, `CAP` (Pcap15 set), `COD`, `QCD`, `TLM`, then one tile-part per resolution
 //!   (`SOT`/`SOD`), `EOC`. The TLM entries let a client fetch only the first N resolutions.
 //!
@@ -23,15 +23,16 @@
 //!
 //! # Decoding
 //!
-//! [`decode`] reads reversible HTJ2K codestreams, raw or inside a JPH/JP2 file's `jp2c` box
-//! (tested against OpenJPH 0.9 and 0.26 output and this crate's): any progression order, several tiles and tile-parts, image and tile
-//! offsets, any precinct and code-block size, several quality layers, POC progression
-//! changes, SOP/EPH markers,
-//! COC/QCC overrides, HT cleanup plus SigProp/MagRef refinement passes (one HT set per
-//! code-block, vertically causal mode included), 1–4 components of up to 16 bits.
-//! Irreversible (9/7) streams, classic (non-HT) JPEG 2000 code-blocks, several HT sets per
-//! code-block, component subsampling, more than 16 bits, PPM/PPT and RGN are rejected
-//! with [`CodecError::Unsupported`].
+//! [`decode`] reads reversible HTJ2K codestreams, raw or inside a JPH/JP2 file's `jp2c` box.
+//! It handles any progression order and POC progression changes, several tiles and
+//! tile-parts, image and tile offsets, any precinct and code-block size, several quality
+//! layers, SOP/EPH markers and COC/QCC overrides. Code-blocks may carry HT cleanup plus
+//! SigProp/MagRef refinement passes (one HT set per code-block, vertically causal mode
+//! included); images have 1–4 components of up to 16 bits. It is tested against OpenJPH 0.9
+//! and 0.26 output and, through this crate's test writers, against OpenJPEG and OpenJPH
+//! decoding the same streams. Irreversible (9/7) streams, classic (non-HT) JPEG 2000
+//! code-blocks, several HT sets per code-block, component subsampling, more than 16 bits,
+//! PPM/PPT and RGN are rejected with [`CodecError::Unsupported`].
 //! [`DecodeOptions::max_resolution_levels`] decodes only the first N resolution levels
 //! (a thumbnail at 1/2^k scale); a codestream cut after the tile-parts of the first N
 //! resolutions (using the TLM lengths) decodes the same way.
@@ -49,6 +50,9 @@
 //! (two's complement for signed data) — the layout of OpenJPH's decoded buffer.
 //! [`encode_lossless_with_checksums`] returns the same list while encoding, computed from the
 //! wavelet transform's LL bands, so an importer need not decode what it has just encoded.
+//! The list has one entry per resolution level, so its length depends on the number of
+//! decomposition levels; the reduced-resolution values of RGB images also depend on whether
+//! the RCT was used (the inverse RCT is applied to the LL bands).
 //!
 //! ```
 //! use lightbox_codec::*;
