@@ -1032,9 +1032,10 @@ pub(crate) fn decode_block(
                     let mag = ((mu << p) | half) as i32;
                     let neg = -((v & 1) as i32);
                     out[(y + dy) * stride + x + dx] = (mag ^ neg) - neg;
-                    if dy == 1 {
-                        e_cur[x + dx + 1] = 64 - (2 * mu - 1).leading_zeros();
-                    }
+                    // Only bottom-row exponents are kept; a top sample (visited before the
+                    // bottom one of its column) writes 0, which the bottom one overwrites.
+                    let e = 64 - (2 * mu - 1).leading_zeros();
+                    e_cur[x + dx + 1] = e & (dy as u32).wrapping_neg();
                 }
             }
             qx += 2;
