@@ -313,6 +313,8 @@ pub struct CodestreamInfo {
 struct Header {
     siz: Siz,
     params: Params,
+    /// Concatenated PPM data (Nppm/Ippm pairs for every tile-part, in codestream order).
+    ppm: Vec<u8>,
     cap15: bool,
     tlm: bool,
     /// Offset of the first SOT marker.
@@ -367,6 +369,7 @@ fn parse_main(data: &[u8]) -> Result<Header, CodecError> {
     let mut tlm = false;
     let mut have_cod = false;
     let mut have_qcd = false;
+    let mut ppm = Vec::new();
     loop {
         if pos + 4 > data.len() {
             return Err(corrupt("truncated main header"));
@@ -440,7 +443,7 @@ fn parse_main(data: &[u8]) -> Result<Header, CodecError> {
                 let nc = p.comp.len();
                 p.poc.extend(parse_poc(body, nc)?);
             }
-            0xFF60 => return Err(unsupported("packed packet headers (PPM)")),
+            0xFF60 => ppm.extend_from_slice(body.get(1..).unwrap_or(&[])),
             _ => {}
         }
         pos += 2 + len;
@@ -452,6 +455,7 @@ fn parse_main(data: &[u8]) -> Result<Header, CodecError> {
     Ok(Header {
         siz,
         params: params.expect("params set with SIZ"),
+        ppm,
         cap15,
         tlm,
         end: pos,
@@ -554,9 +558,12 @@ impl Packet {
 
 /// Reads one packet starting at `pos`; returns the new position.
 #[allow(clippy::too_many_arguments)]
+/// With packed packet headers (PPM/PPT), `packed` holds the header bytes and the read
+/// position in them; the bodies still come from `data`.
 fn read_packet<'a>(
     data: &'a [u8],
     mut pos: usize,
+    packed: Option<(&[u8], &mut usize)>,
     tc: &mut TileComp<'a>,
     r: usize,
     pi: usize,
@@ -586,7 +593,11 @@ fn read_packet<'a>(
         tc.precs[r][pi] = Some(PrecState { incl, zbp });
     }
     let ps = tc.precs[r][pi].as_mut().expect("precinct state");
-    let mut br = BitReader::new(data, pos);
+    let (hdr_data, hdr_start) = match &packed {
+        Some((h, hp)) => (*h, **hp),
+        None => (data, pos),
+    };
+    let mut br = BitReader::new(hdr_data, hdr_start);
     let nonempty = br.bit().map_err(eof)?;
     // (band, cb index, new passes, lengths per segment)
     let mut contrib: Vec<(usize, usize, [u32; 2])> = Vec::new();
@@ -690,13 +701,17 @@ fn read_packet<'a>(
             }
         }
     }
-    pos = br.align().map_err(eof)?;
+    let mut hpos = br.align().map_err(eof)?;
     if eph {
-        if pos + 1 < data.len() && data[pos] == 0xFF && data[pos + 1] == 0x92 {
-            pos += 2;
+        if hpos + 1 < hdr_data.len() && hdr_data[hpos] == 0xFF && hdr_data[hpos + 1] == 0x92 {
+            hpos += 2;
         } else {
             return Err(corrupt("missing EPH marker"));
         }
+    }
+    match packed {
+        Some((_, hp)) => *hp = hpos,
+        None => pos = hpos,
     }
     for (b, idx, lens) in contrib {
         let cb = &mut tc.cbs[r][b][idx];
@@ -883,6 +898,9 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     let mut tile_data: Vec<Vec<&[u8]>> = vec![Vec::new(); ntiles as usize];
     let mut tile_params: Vec<Option<Params>> = vec![None; ntiles as usize];
     let mut tile_poc_seen = vec![false; ntiles as usize];
+    // Packed packet headers (PPM, PPT) per tile.
+    let mut tile_hdrs: Vec<Vec<u8>> = vec![Vec::new(); ntiles as usize];
+    let mut ppm_pos = 0usize;
     let mut pos = hdr.end;
     while pos + 2 <= data.len() {
         let m = u16::from_be_bytes([data[pos], data[pos + 1]]);
@@ -962,12 +980,26 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                     p.poc.extend(parse_poc(body, nc)?);
                 }
                 0xFF5F => return Err(unsupported("POC in a non-first tile-part header")),
-                0xFF61 => return Err(unsupported("packed packet headers (PPT)")),
+                0xFF61 => tile_hdrs[isot].extend_from_slice(body.get(1..).unwrap_or(&[])),
                 _ => {}
             }
             q += 2 + len;
         }
         tile_data[isot].push(&data[q..end]);
+        if !hdr.ppm.is_empty() {
+            // The next Nppm/Ippm pair holds this tile-part's packet headers.
+            if ppm_pos + 4 > hdr.ppm.len() {
+                return Err(corrupt("PPM data exhausted"));
+            }
+            let n = u32::from_be_bytes(hdr.ppm[ppm_pos..ppm_pos + 4].try_into().expect("4 bytes"))
+                as usize;
+            ppm_pos += 4;
+            if n > hdr.ppm.len() - ppm_pos {
+                return Err(corrupt("bad Nppm"));
+            }
+            tile_hdrs[isot].extend_from_slice(&hdr.ppm[ppm_pos..ppm_pos + n]);
+            ppm_pos += n;
+        }
         if end <= pos {
             break;
         }
@@ -1070,7 +1102,10 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         let parts = &tile_data[t];
         let mut part = 0usize;
         let mut pos = 0usize;
-        let tile_bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let packed = !hdr.ppm.is_empty() || !tile_hdrs[t].is_empty();
+        let hdrs = &tile_hdrs[t];
+        let mut hpos = 0usize;
+        let tile_bytes: u64 = parts.iter().map(|p| p.len() as u64).sum::<u64>() + hdrs.len() as u64;
         let mut budget = 1_000 * tile_bytes + (1 << 22);
         // Reads a packet if it is the next one of its precinct; Ok(false) once the tile's data
         // is exhausted.
@@ -1083,12 +1118,18 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                 part += 1;
                 pos = 0;
             }
-            if part >= parts.len() {
+            let body: &[u8] = parts.get(part).copied().unwrap_or(&[]);
+            if packed {
+                if hpos >= hdrs.len() {
+                    return Ok(false); // no more packet headers
+                }
+            } else if part >= parts.len() {
                 return Ok(false); // remaining packets absent (truncated stream)
             }
             pos = read_packet(
-                parts[part],
+                body,
                 pos,
+                packed.then_some((hdrs.as_slice(), &mut hpos)),
                 &mut tcs[pk.c as usize],
                 pk.r as usize,
                 pk.p as usize,

@@ -543,7 +543,7 @@ fn encode_inner(
     }
     let mut prec_state: std::collections::HashMap<(usize, usize, usize), PrecEnc> =
         std::collections::HashMap::new();
-    let mut packet = |c: usize, r: usize, pi: usize, l: usize| -> Vec<u8> {
+    let mut packet = |c: usize, r: usize, pi: usize, l: usize| -> (Vec<u8>, Vec<u8>) {
         let rg = &gs[c].res[r];
         let (i, j) = (pi % rg.npx.max(1), pi / rg.npx.max(1));
         let ranges: Vec<(usize, usize, usize, usize)> = (0..rg.bands.len())
@@ -602,7 +602,7 @@ fn encode_inner(
             if markers {
                 out.extend_from_slice(&[0xFF, 0x92]); // EPH
             }
-            return out;
+            return (out, Vec::new());
         }
         bw.bit(1);
         for (b, bg) in rg.bands.iter().enumerate() {
@@ -670,8 +670,7 @@ fn encode_inner(
         if markers {
             out.extend_from_slice(&[0xFF, 0x92]); // EPH
         }
-        out.extend_from_slice(&body);
-        out
+        (out, body)
     };
 
     // Packet order.
@@ -761,24 +760,56 @@ fn encode_inner(
     // Tile-parts: one per resolution for RPCL (if asked), else one.
     let split =
         opts.tile_part_per_resolution && opts.progression == Progression::Rpcl && poc.is_empty();
+    // With `packed_headers_for_testing` (1 = PPT, 2 = PPM) packet headers go to `hdrs`.
+    let packed = opts.packed_headers_for_testing;
     let mut parts: Vec<Vec<u8>> = Vec::new();
+    let mut hdrs: Vec<Vec<u8>> = Vec::new();
     let mut cur_r = usize::MAX;
     for (seq, pk) in pks.iter().enumerate() {
         if parts.is_empty() || (split && pk.r != cur_r) {
             parts.push(Vec::new());
+            hdrs.push(Vec::new());
             cur_r = pk.r;
         }
-        let bytes = packet(pk.c, pk.r, pk.p, pk.l);
+        let (header, body) = packet(pk.c, pk.r, pk.p, pk.l);
         let part = parts.last_mut().expect("part");
         if markers {
             // SOP with the packet sequence number.
             part.extend_from_slice(&[0xFF, 0x91, 0, 4]);
             part.extend_from_slice(&(seq as u16).to_be_bytes());
         }
-        part.extend_from_slice(&bytes);
+        if packed > 0 {
+            hdrs.last_mut().expect("part").extend_from_slice(&header);
+        } else {
+            part.extend_from_slice(&header);
+        }
+        part.extend_from_slice(&body);
     }
     if parts.is_empty() {
         parts.push(Vec::new());
+        hdrs.push(Vec::new());
+    }
+    // PPT marker segments per tile-part (at most 65532 header bytes each); Zppt numbers the
+    // segments across all tile-parts of the tile.
+    let mut zppt = 0usize;
+    let ppts: Vec<Vec<u8>> = hdrs
+        .iter()
+        .map(|h| {
+            let mut v = Vec::new();
+            if packed == 1 {
+                for chunk in h.chunks(65532) {
+                    put16(&mut v, 0xFF61);
+                    put16(&mut v, (3 + chunk.len()) as u16);
+                    v.push(zppt as u8);
+                    zppt += 1;
+                    v.extend_from_slice(chunk);
+                }
+            }
+            v
+        })
+        .collect();
+    if zppt > 256 {
+        return Err(invalid("too many PPT segments"));
     }
     if parts.len() > 255 {
         return Err(invalid("too many tile-parts"));
@@ -901,8 +932,22 @@ fn encode_inner(
         Vec::new()
     };
     let part_len = |i: usize, part: &Vec<u8>| -> u32 {
-        (14 + part.len() + if i == 0 { cod_qcd.len() } else { 0 }) as u32
+        (14 + part.len() + ppts[i].len() + if i == 0 { cod_qcd.len() } else { 0 }) as u32
     };
+    // PPM: Nppm/Ippm for every tile-part, split over marker segments.
+    if packed == 2 {
+        let mut ppm = Vec::new();
+        for h in &hdrs {
+            put32(&mut ppm, h.len() as u32);
+            ppm.extend_from_slice(h);
+        }
+        for (z, chunk) in ppm.chunks(65532).enumerate() {
+            put16(&mut out, 0xFF60);
+            put16(&mut out, (3 + chunk.len()) as u16);
+            out.push(z as u8);
+            out.extend_from_slice(chunk);
+        }
+    }
     // TLM
     if opts.tlm {
         put16(&mut out, 0xFF55);
@@ -930,6 +975,7 @@ fn encode_inner(
         if i == 0 {
             out.extend_from_slice(&cod_qcd);
         }
+        out.extend_from_slice(&ppts[i]);
         put16(&mut out, 0xFF93);
         out.extend_from_slice(part);
     }

@@ -26,13 +26,13 @@
 //! [`decode`] reads reversible HTJ2K codestreams, raw or inside a JPH/JP2 file's `jp2c` box.
 //! It handles any progression order and POC progression changes, several tiles and
 //! tile-parts, image and tile offsets, any precinct and code-block size, several quality
-//! layers, SOP/EPH markers and COC/QCC overrides. Code-blocks may carry HT cleanup plus
+//! layers, SOP/EPH markers, packed packet headers (PPM/PPT) and COC/QCC overrides. Code-blocks may carry HT cleanup plus
 //! SigProp/MagRef refinement passes (one HT set per code-block, vertically causal mode
 //! included); images have 1–4 components of up to 16 bits. It is tested against OpenJPH 0.9
 //! and 0.26 output and, through this crate's test writers, against OpenJPEG and OpenJPH
 //! decoding the same streams. Irreversible (9/7) streams, classic (non-HT) JPEG 2000
-//! code-blocks, several HT sets per code-block, component subsampling, more than 16 bits,
-//! PPM/PPT and RGN are rejected with [`CodecError::Unsupported`].
+//! code-blocks, several HT sets per code-block, component subsampling, more than 16 bits
+//! and RGN are rejected with [`CodecError::Unsupported`].
 //! [`DecodeOptions::max_resolution_levels`] decodes only the first N resolution levels
 //! (a thumbnail at 1/2^k scale); a codestream cut after the tile-parts of the first N
 //! resolutions (using the TLM lengths) decodes the same way.
@@ -156,6 +156,9 @@ pub struct EncodeOptions {
     /// Testing aid: write a POC marker with three progression volumes.
     #[doc(hidden)]
     pub poc_for_testing: bool,
+    /// Testing aid: packed packet headers, 1 = PPT (per tile-part), 2 = PPM (main header).
+    #[doc(hidden)]
+    pub packed_headers_for_testing: u8,
 }
 
 impl Default for EncodeOptions {
@@ -176,6 +179,7 @@ impl Default for EncodeOptions {
             marker_variants_for_testing: false,
             component_coding_for_testing: false,
             poc_for_testing: false,
+            packed_headers_for_testing: 0,
         }
     }
 }

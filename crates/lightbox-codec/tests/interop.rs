@@ -789,3 +789,49 @@ fn poc_interop() {
         }
     }
 }
+
+/// Packed packet headers (PPT per tile-part, PPM in the main header), alone and with SOP/EPH,
+/// several tile-parts and layers: written by us, checked by OpenJPEG, decoded by us.
+#[test]
+fn packed_headers_interop() {
+    if !have_tools("packed_headers_interop", &["opj_decompress"]) {
+        return;
+    }
+    let dir = tmp_dir("packed");
+    let (w, h) = (140u32, 90u32);
+    let v = synth(w, h, 3, 12, false, 5);
+    let desc = ImageDesc {
+        width: w,
+        height: h,
+        components: 3,
+        bits_stored: 12,
+        signed: false,
+    };
+    let mut k = 0;
+    for packed in [1u8, 2] {
+        for (markers, layers, prog) in [
+            (false, 1u16, Progression::Rpcl),
+            (true, 2, Progression::Rpcl),
+            (false, 3, Progression::Lrcp),
+        ] {
+            let opts = EncodeOptions {
+                packed_headers_for_testing: packed,
+                marker_variants_for_testing: markers,
+                layers_for_testing: layers,
+                progression: prog,
+                precincts: vec![(5, 5)],
+                ..Default::default()
+            };
+            let j2c = encode_i32(&desc, &v, &opts);
+            let what = format!("packed {packed} markers {markers} layers {layers} {prog:?}");
+            let jf = dir.join(format!("h{k}.j2c"));
+            std::fs::write(&jf, &j2c).unwrap();
+            let pf = dir.join(format!("h{k}.opj.ppm"));
+            run("opj_decompress", &["-i", p(&jf), "-o", p(&pf)]);
+            assert_same(&format!("{what} opj_decompress"), &read_pnm_i32(&pf), &v);
+            let img = decode(&j2c, &DecodeOptions::default()).unwrap();
+            assert_same(&format!("{what} ours"), &decoded_i32(&img.samples), &v);
+            k += 1;
+        }
+    }
+}

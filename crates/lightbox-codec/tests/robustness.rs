@@ -41,6 +41,15 @@ fn streams() -> Vec<Vec<u8>> {
             &desc,
             &v,
             &EncodeOptions {
+                packed_headers_for_testing: 1 + (k % 2) as u8,
+                layers_for_testing: 2,
+                ..Default::default()
+            },
+        ));
+        out.push(encode_i32(
+            &desc,
+            &v,
+            &EncodeOptions {
                 poc_for_testing: true,
                 layers_for_testing: 2,
                 marker_variants_for_testing: true,
