@@ -26,6 +26,7 @@ enum Dialect {
     Postgres,
 }
 
+/// Migrations per dialect. Where the two dialects agree, both use the file in `common/`.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
@@ -35,7 +36,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         2,
         "jobs",
-        include_str!("../migrations/sqlite/0002_jobs.sql"),
+        include_str!("../migrations/common/0002_jobs.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -47,7 +48,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         2,
         "jobs",
-        include_str!("../migrations/postgres/0002_jobs.sql"),
+        include_str!("../migrations/common/0002_jobs.sql"),
     ),
 ];
 
@@ -281,6 +282,23 @@ fn decode_datastore_cursor(c: &Cursor) -> Result<i64, StorageError> {
 }
 
 impl SqlCatalog {
+    /// Reads a data store inside an open write transaction, locking its row where the dialect
+    /// has row locks (SQLite's write transaction already excludes other writers).
+    async fn lock_datastore(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &DatastoreId,
+    ) -> Result<Option<Datastore>, StorageError> {
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {DATASTORE_COLUMNS} FROM datastores WHERE id = $1{}",
+            self.for_update()
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        row.as_ref().map(datastore_from_row).transpose()
+    }
+
     /// Whether a resource exists and is live (its data store and, for image sets, the image set
     /// itself are not DELETED), inside an open transaction.
     async fn resource_is_live(
@@ -453,18 +471,10 @@ impl Catalog for SqlCatalog {
         now: Millis,
     ) -> Result<Option<Datastore>, StorageError> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(Self::sql(format!(
-            "SELECT {DATASTORE_COLUMNS} FROM datastores WHERE id = $1{}",
-            self.for_update()
-        )))
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        let Some(mut d) = self.lock_datastore(&mut tx, id).await? else {
             tx.rollback().await?;
             return Ok(None);
         };
-        let mut d = datastore_from_row(&row)?;
         if !from.contains(&d.status) {
             tx.rollback().await?;
             return Ok(None);
@@ -491,18 +501,10 @@ impl Catalog for SqlCatalog {
         job: NewJob,
     ) -> Result<DeleteDatastoreOutcome, StorageError> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(Self::sql(format!(
-            "SELECT {DATASTORE_COLUMNS} FROM datastores WHERE id = $1{}",
-            self.for_update()
-        )))
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
+        let Some(mut d) = self.lock_datastore(&mut tx, id).await? else {
             tx.rollback().await?;
             return Ok(DeleteDatastoreOutcome::NotFound);
         };
-        let mut d = datastore_from_row(&row)?;
         match d.status {
             DatastoreStatus::Deleting | DatastoreStatus::Deleted => {
                 tx.rollback().await?;

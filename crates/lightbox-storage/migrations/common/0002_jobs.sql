@@ -1,4 +1,4 @@
--- Lightbox catalog schema v2: the job queue (background work claimed with leases).
+-- Lightbox catalog schema v2 (SQLite and PostgreSQL): the job queue (background work claimed with leases).
 CREATE TABLE jobs (
     id               TEXT PRIMARY KEY,
     kind             TEXT NOT NULL,
