@@ -25,6 +25,8 @@ pub struct ApiState {
     pub credentials: HashMap<String, String>,
     /// Largest accepted request body in bytes.
     pub max_request_body: usize,
+    /// Longest time a client may take to send its request body.
+    pub body_timeout: std::time::Duration,
 }
 
 /// The axum router serving every path through the pipeline.
@@ -72,7 +74,25 @@ async fn process(
     req: Request<Body>,
 ) -> (&'static str, Result<Response, ApiError>) {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, state.max_request_body).collect().await {
+    let collected = tokio::time::timeout(
+        state.body_timeout,
+        Limited::new(body, state.max_request_body).collect(),
+    )
+    .await;
+    let Ok(collected) = collected else {
+        return (
+            "-",
+            Err(ApiError::new(
+                408,
+                "RequestTimeoutException",
+                format!(
+                    "The request body was not received within {} seconds",
+                    state.body_timeout.as_secs()
+                ),
+            )),
+        );
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             return (

@@ -25,6 +25,8 @@ pub struct Config {
     pub transition_delay: Duration,
     /// Largest accepted request body, in bytes.
     pub max_request_body: usize,
+    /// Longest time a client may take to send a request body (408 beyond).
+    pub body_timeout: Duration,
     /// How long background work stays leased to this node without a heartbeat; after a crash,
     /// other nodes take the work over once it expires.
     pub job_lease: Duration,
@@ -88,6 +90,7 @@ impl Config {
             max_datastores: 100,
             transition_delay: Duration::from_millis(500),
             max_request_body: 16 * 1024 * 1024,
+            body_timeout: Duration::from_secs(60),
             job_lease: Duration::from_secs(30),
             catalog: None,
             blob_store: None,

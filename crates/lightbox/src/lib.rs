@@ -84,6 +84,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         service: service.clone(),
         credentials,
         max_request_body: config.max_request_body,
+        body_timeout: config.body_timeout,
     }));
 
     let (shutdown, rx) = watch::channel(false);
@@ -185,7 +186,10 @@ mod tests {
         let mut config = Config::new(dir.path());
         config.catalog = Some("postgres://lightbox:pw@127.0.0.1:1/none".into());
         let err = format!("{:#}", start(config).await.err().expect("must fail"));
-        assert!(err.contains("cannot connect to the catalog database"), "{err}");
+        assert!(
+            err.contains("cannot connect to the catalog database"),
+            "{err}"
+        );
         assert!(err.contains("Connection refused"), "{err}");
         assert!(!err.contains("pw@"), "no password in messages: {err}");
 

@@ -50,6 +50,9 @@ struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "LIGHTBOX_MAX_REQUEST_BODY", default_value_t = 16 * 1024 * 1024)]
     max_request_body: usize,
+    /// Seconds a client may take to send a request body.
+    #[arg(long, env = "LIGHTBOX_BODY_TIMEOUT_SECS", default_value_t = 60)]
+    body_timeout_secs: u64,
     /// Milliseconds background work stays leased to this node without a heartbeat.
     #[arg(long, env = "LIGHTBOX_JOB_LEASE_MS", default_value_t = 30_000)]
     job_lease_ms: u64,
@@ -126,6 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         transition_delay: Duration::from_millis(args.transition_delay_ms),
         max_request_body: args.max_request_body,
         job_lease: Duration::from_millis(args.job_lease_ms),
+        body_timeout: Duration::from_secs(args.body_timeout_secs),
         catalog: args.catalog,
         blob_store: args.blob_store,
         s3: lightbox::S3Options {

@@ -342,6 +342,28 @@ async fn wrong_content_length_does_not_hang_or_500() {
 }
 
 #[tokio::test]
+async fn a_body_that_never_arrives_times_out_with_408() {
+    let srv = TestServer::start_with(|c| c.body_timeout = std::time::Duration::from_secs(1))
+        .await
+        .unwrap();
+    let req = srv
+        .raw("POST", "/datastore")
+        .json(&json!({"datastoreName": "x", "clientToken": "c"}))
+        .signed()
+        .set_header("content-length", "500");
+    let mut bytes = req.head_bytes();
+    bytes.extend_from_slice(&req.body);
+    // The connection stays open: without a body timeout the server would wait forever.
+    let resp = send_bytes(srv.addr(), &bytes, false).await.unwrap();
+    assert_eq!(resp.status, 408, "{}", resp.text());
+    assert_eq!(
+        resp.header("x-amzn-errortype"),
+        Some("RequestTimeoutException")
+    );
+    srv.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn unknown_operation_is_404() {
     let srv = TestServer::start().await.unwrap();
     for (method, path) in [
