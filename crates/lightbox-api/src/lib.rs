@@ -16,5 +16,6 @@ pub mod model;
 mod ops;
 mod router;
 
+pub use decode::decode as decode_request;
 pub use error::ApiError;
 pub use http::{ApiState, router};
