@@ -167,7 +167,8 @@ fn main() {
         // Profiling aid: decode one codestream repeatedly.
         let data = std::fs::read(&f).expect("read");
         let o = DecodeOptions {
-            reuse_buffers: true,
+            reuse_buffers: !args.iter().any(|a| a == "--no-reuse"),
+            threads,
             ..Default::default()
         };
         let t = best(reps, || {

@@ -717,9 +717,13 @@ impl<'a> VlcDec<'a> {
             self.last_gt_8f = b > 0x8F;
         }
     }
+    /// The next 32 bits (zeros past the start of the segment). Refills only when fewer than
+    /// 32 bits are buffered, which reads the same bytes as refilling on every call.
     #[inline(always)]
     fn peek(&mut self) -> u32 {
-        self.fill();
+        if self.bits < 32 {
+            self.fill();
+        }
         self.acc as u32
     }
     #[inline(always)]
@@ -835,12 +839,13 @@ impl<'a> FwdBits<'a> {
             self.last_ff = b == 0xFF;
         }
     }
-    #[inline]
+    /// Reads `n <= 32` bits. Refills only when fewer than `n` bits are buffered; the bytes read
+    /// do not depend on when refills happen.
+    #[inline(always)]
     fn read(&mut self, n: u32) -> u64 {
-        if n == 0 {
-            return 0;
+        if self.bits < n {
+            self.fill();
         }
-        self.fill();
         let v = self.acc & ((1u64 << n) - 1);
         self.acc >>= n;
         self.bits -= n;
