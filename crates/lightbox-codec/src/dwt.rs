@@ -253,21 +253,6 @@ fn fwd_vertical(p: &mut Plane, y0: u64) {
     lift_rows(&mut p.data, w, y0 & 1 == 1, false);
 }
 
-/// Vertical inverse transform in place on an interleaved plane.
-fn inv_vertical(p: &mut Plane, y0: u64) {
-    let (w, h) = (p.w, p.h);
-    if h == 0 || w == 0 {
-        return;
-    }
-    if h == 1 {
-        if y0 & 1 == 1 {
-            p.data.iter_mut().for_each(|v| *v >>= 1);
-        }
-        return;
-    }
-    lift_rows(&mut p.data, w, y0 & 1 == 1, true);
-}
-
 /// The four subbands produced by one analysis level.
 pub(crate) struct Level {
     pub ll: Plane,
@@ -346,35 +331,119 @@ pub(crate) fn forward_level(mut p: Plane, x0: u64, y0: u64) -> Level {
 /// One synthesis level: rebuilds the `w x h` plane at `(x0, y0)` from its four subbands.
 /// Horizontal synthesis runs first, then vertical (T.800 F.3.2).
 pub(crate) fn inverse_level(lv: &mut Level, x0: u64, y0: u64, w: usize, h: usize) -> Plane {
+    let mut data = crate::pool::with_capacity(w * h);
+    inverse_level_rows(lv, x0, y0, w, h, &mut |_, row| data.extend_from_slice(row));
+    Plane { w, h, data }
+}
+
+/// Streaming form of [`inverse_level`]: calls `emit(r, row)` for every output row `r` in
+/// order, while holding only four synthesised rows. Each row is synthesised horizontally,
+/// then the vertical update and predict steps run as soon as their neighbours are available,
+/// so the vertical lifting works on rows that are still in cache instead of sweeping a whole
+/// plane twice. The results are identical to lifting the whole plane.
+pub(crate) fn inverse_level_rows(
+    lv: &mut Level,
+    x0: u64,
+    y0: u64,
+    w: usize,
+    h: usize,
+    emit: &mut dyn FnMut(usize, &[i32]),
+) {
+    if w == 0 || h == 0 {
+        return;
+    }
     let nlx = low_count(x0, w);
     let nhx = w - nlx;
     let odd = x0 & 1 == 1;
     let yo = (y0 & 1) as usize;
     let (ap, au) = offsets(odd);
-    let mut data = crate::pool::with_capacity(w * h);
+    // Rows with odd absolute index are high-pass.
+    let is_high = |r: usize| (r + yo) % 2 == 1;
+    const RING: usize = 4;
+    let mut ring = vec![0i32; RING * w];
+    let (mut upd, mut pre) = (0usize, 0usize);
     for r in 0..h {
         // Which subband pair feeds this row, and the row's index within it.
-        let (lo, hi, rr) = if (r + yo).is_multiple_of(2) {
+        let (lo, hi, rr) = if !is_high(r) {
             (&mut lv.ll, &mut lv.hl, (r + yo) / 2 - yo)
         } else {
             (&mut lv.lh, &mut lv.hh, (r + yo - 1) / 2)
         };
         let l = &mut lo.data[rr * nlx..(rr + 1) * nlx];
         let hh = &mut hi.data[rr * nhx..(rr + 1) * nhx];
+        let slot = &mut ring[(r % RING) * w..(r % RING + 1) * w];
         if w == 1 {
-            data.push(if nlx == 1 { l[0] } else { hh[0] >> 1 });
-            continue;
+            slot[0] = if nlx == 1 { l[0] } else { hh[0] >> 1 };
+        } else {
+            // Horizontal synthesis in place on the subband rows, then interleave.
+            update::<true>(l, hh, au);
+            predict::<false>(hh, l, ap);
+            interleave(slot, l, hh, odd);
         }
-        // Horizontal synthesis in place on the subband rows, then interleave into the output.
-        update::<true>(l, hh, au);
-        predict::<false>(hh, l, ap);
-        let start = data.len();
-        data.resize(start + w, 0);
-        interleave(&mut data[start..], l, hh, odd);
+        if h == 1 {
+            if yo == 1 {
+                slot.iter_mut().for_each(|v| *v >>= 1);
+            }
+            emit(0, slot);
+            return;
+        }
+        let avail = r + 1;
+        // Neighbour rows with symmetric extension (h >= 2).
+        let nb = |i: usize| {
+            (
+                if i > 0 { i - 1 } else { i + 1 },
+                if i + 1 < h { i + 1 } else { i - 1 },
+            )
+        };
+        // Update step on low rows whose neighbours have been synthesised.
+        while upd < h && (is_high(upd) || avail > (upd + 1).min(h - 1)) {
+            if !is_high(upd) {
+                let (a, b) = nb(upd);
+                lift_ring_row::<false>(&mut ring, w, upd % RING, a % RING, b % RING);
+            }
+            upd += 1;
+        }
+        // Predict step on high rows whose neighbours have been updated, then emit.
+        while pre < upd && (!is_high(pre) || upd > (pre + 1).min(h - 1)) {
+            if is_high(pre) {
+                let (a, b) = nb(pre);
+                lift_ring_row::<true>(&mut ring, w, pre % RING, a % RING, b % RING);
+            }
+            emit(pre, &ring[(pre % RING) * w..(pre % RING + 1) * w]);
+            pre += 1;
+        }
     }
-    let mut p = Plane { w, h, data };
-    inv_vertical(&mut p, y0);
-    p
+    debug_assert_eq!(pre, h);
+}
+
+/// One vertical inverse lifting step on ring row `t` from ring rows `a` and `b`:
+/// high rows `+= (a + b) >> 1`, low rows `-= (a + b + 2) >> 2`.
+#[inline]
+fn lift_ring_row<const HIGH: bool>(ring: &mut [i32], w: usize, t: usize, a: usize, b: usize) {
+    // Split so the target row is mutable while the neighbours are shared.
+    let (ra, rb) = (a * w, b * w);
+    let row_t = t * w;
+    // Neighbours never coincide with the target row.
+    debug_assert!(a != t && b != t);
+    let (before, rest) = ring.split_at_mut(row_t);
+    let (target, after) = rest.split_at_mut(w);
+    let pick = |r: usize| -> &[i32] {
+        if r < row_t {
+            &before[r..r + w]
+        } else {
+            &after[r - row_t - w..r - row_t]
+        }
+    };
+    let (xa, xb) = (pick(ra), pick(rb));
+    if HIGH {
+        for ((v, &p), &q) in target.iter_mut().zip(xa).zip(xb) {
+            *v = v.wrapping_add(p.wrapping_add(q) >> 1);
+        }
+    } else {
+        for ((v, &p), &q) in target.iter_mut().zip(xa).zip(xb) {
+            *v = v.wrapping_sub(p.wrapping_add(q).wrapping_add(2) >> 2);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -403,7 +472,20 @@ mod tests {
 
     #[test]
     fn two_d_roundtrip() {
-        for (w, h) in [(1, 1), (1, 7), (7, 1), (5, 6), (16, 9)] {
+        for (w, h) in [
+            (1, 1),
+            (1, 2),
+            (2, 1),
+            (1, 7),
+            (7, 1),
+            (3, 2),
+            (2, 3),
+            (4, 4),
+            (5, 6),
+            (16, 9),
+            (9, 16),
+            (6, 13),
+        ] {
             for (x0, y0) in [(0, 0), (1, 0), (0, 1), (3, 5)] {
                 let mut p = Plane::new(w, h);
                 for (i, v) in p.data.iter_mut().enumerate() {
