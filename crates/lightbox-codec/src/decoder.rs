@@ -809,8 +809,16 @@ fn decode_band_blocks(
     Ok(())
 }
 
-/// Decodes one tile-component up to resolution `keep` (inclusive) and returns the plane.
-fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, CodecError> {
+/// The top of a tile-component's reconstruction: the resolution-0 plane when no wavelet level
+/// is kept, or the four subbands of the last level to synthesise.
+enum Top {
+    Plane(Plane),
+    Level(dwt::Level, dwt::RowSynth),
+}
+
+/// Decodes one tile-component up to resolution `keep` (inclusive), except for the last
+/// synthesis level, which is left to the caller.
+fn reconstruct_top(tc: &TileComp, keep: usize, threads: usize) -> Result<Top, CodecError> {
     let g = &tc.geom;
     let r0 = &g.res[0];
     let mut cur = Plane::new((r0.x1 - r0.x0) as usize, (r0.y1 - r0.y0) as usize);
@@ -832,18 +840,90 @@ fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, Code
             lh,
             hh,
         };
-        cur = dwt::inverse_level(
-            &mut lv,
-            rg.x0,
-            rg.y0,
-            (rg.x1 - rg.x0) as usize,
-            (rg.y1 - rg.y0) as usize,
-        );
+        let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
+        if r == keep {
+            return Ok(Top::Level(lv, dwt::RowSynth::new(rg.x0, rg.y0, w, h)));
+        }
+        cur = dwt::inverse_level(&mut lv, rg.x0, rg.y0, w, h);
         for p in [lv.ll, lv.hl, lv.lh, lv.hh] {
             crate::pool::recycle(p.data);
         }
     }
-    Ok(cur)
+    Ok(Top::Plane(cur))
+}
+
+impl Top {
+    /// Emits the next final row(s); false once done. `row` counts rows already emitted from
+    /// a plane.
+    fn step(&mut self, row: &mut usize, emit: &mut dyn FnMut(usize, &[i32])) -> bool {
+        match self {
+            Top::Plane(p) => {
+                if *row >= p.h || p.w == 0 {
+                    return false;
+                }
+                emit(*row, &p.data[*row * p.w..(*row + 1) * p.w]);
+                *row += 1;
+                *row < p.h
+            }
+            Top::Level(lv, s) => s.step(lv, emit),
+        }
+    }
+
+    fn recycle(self) {
+        match self {
+            Top::Plane(p) => crate::pool::recycle(p.data),
+            Top::Level(lv, _) => {
+                for q in [lv.ll, lv.hl, lv.lh, lv.hh] {
+                    crate::pool::recycle(q.data);
+                }
+            }
+        }
+    }
+}
+
+/// Decodes one tile-component up to resolution `keep` (inclusive) and returns the plane.
+fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, CodecError> {
+    let rg = &tc.geom.res[keep];
+    let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
+    match reconstruct_top(tc, keep, threads)? {
+        Top::Plane(p) => Ok(p),
+        Top::Level(mut lv, _) => {
+            let p = dwt::inverse_level(&mut lv, rg.x0, rg.y0, w, h);
+            for q in [lv.ll, lv.hl, lv.lh, lv.hh] {
+                crate::pool::recycle(q.data);
+            }
+            Ok(p)
+        }
+    }
+}
+
+/// Output samples built row by row: level shift, clamp and interleave.
+fn put_rows<T: Copy>(out: &mut Vec<T>, rows: &[&[i32]], w: usize, f: impl Fn(i32) -> T) {
+    match rows {
+        [a] => out.extend(a[..w].iter().map(|&v| f(v))),
+        [a, b, c] => {
+            for ((&x, &y), &z) in a[..w].iter().zip(&b[..w]).zip(&c[..w]) {
+                out.extend([f(x), f(y), f(z)]);
+            }
+        }
+        _ => {
+            for i in 0..w {
+                out.extend(rows.iter().map(|r| f(r[i])));
+            }
+        }
+    }
+}
+
+/// Inverse RCT on one row of each of the first three components.
+fn inverse_rct(a: &mut [i32], b: &mut [i32], c: &mut [i32]) {
+    for ((y, cb), cr) in a.iter_mut().zip(b.iter_mut()).zip(c.iter_mut()) {
+        let g = y.wrapping_sub((cb.wrapping_add(*cr)) >> 2);
+        let r = cr.wrapping_add(g);
+        let bl = cb.wrapping_add(g);
+        *y = r;
+        *cb = g;
+        *cr = bl;
+    }
 }
 
 pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, CodecError> {
@@ -1007,6 +1087,16 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     }
 
     let n_out = (ow * oh) as usize;
+    let cs = &siz.comps[0];
+    let prec = cs.precision as u32;
+    let (lo, hi, shift) = if cs.signed {
+        (-(1i32 << (prec - 1)), (1i32 << (prec - 1)) - 1, 0)
+    } else {
+        (0, ((1i64 << prec) - 1) as i32, 1i32 << (prec - 1))
+    };
+    let conv = move |v: i32| v.wrapping_add(shift).max(lo).min(hi);
+    // Samples written straight from the last synthesis level (one tile covering the image).
+    let mut direct: Option<DecodedSamples> = None;
     let mut planes: Vec<Vec<i32>> = vec![Vec::new(); nc];
     let mut cb_count = 0u64;
     for t in 0..ntiles as usize {
@@ -1185,6 +1275,79 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             }
         }
         // Reconstruct.
+        let ox0 = rx(siz.xosiz);
+        let oy0 = rx(siz.yosiz);
+        let covers = |tc: &TileComp| {
+            let rg = &tc.geom.res[tc.cc.levels as usize - reduce as usize];
+            rg.x0 == ox0 && rg.y0 == oy0 && rg.x1 - rg.x0 == ow && rg.y1 - rg.y0 == oh
+        };
+        if ntiles == 1 && tcs.iter().all(covers) {
+            // Synthesise the last level row by row for all components in lockstep, and
+            // convert each finished row straight into the output samples.
+            let mut tops = Vec::with_capacity(nc);
+            for tc in &tcs {
+                let keep = tc.cc.levels as usize - reduce as usize;
+                tops.push(reconstruct_top(tc, keep, threads)?);
+            }
+            let w = ow as usize;
+            let mct = params.mct != 0 && nc >= 3;
+            let cap = n_out * nc;
+            let mut out = match (cs.signed, prec <= 8) {
+                (false, true) => DecodedSamples::U8(Vec::with_capacity(cap)),
+                (false, false) => DecodedSamples::U16(Vec::with_capacity(cap)),
+                (true, true) => DecodedSamples::I8(Vec::with_capacity(cap)),
+                (true, false) => DecodedSamples::I16(Vec::with_capacity(cap)),
+            };
+            let mut stage: Vec<Vec<i32>> = vec![Vec::new(); nc];
+            let mut rows_from_plane = vec![0usize; nc];
+            let mut more = w > 0;
+            while more {
+                more = false;
+                for (c, top) in tops.iter_mut().enumerate() {
+                    let st = &mut stage[c];
+                    more |= top.step(&mut rows_from_plane[c], &mut |_, row| {
+                        st.extend_from_slice(&row[..w])
+                    });
+                }
+                // Components may emit rows at different steps (different level counts).
+                let k = stage.iter().map(|s| s.len() / w).min().unwrap_or(0);
+                for i in 0..k {
+                    let mut rows: Vec<&mut [i32]> = stage
+                        .iter_mut()
+                        .map(|s| &mut s[i * w..(i + 1) * w])
+                        .collect();
+                    if mct {
+                        let (a, rest) = rows.split_at_mut(1);
+                        let (b, c) = rest.split_at_mut(1);
+                        inverse_rct(a[0], b[0], c[0]);
+                    }
+                    let rows: Vec<&[i32]> = rows.into_iter().map(|r| &*r).collect();
+                    match &mut out {
+                        DecodedSamples::U8(v) => put_rows(v, &rows, w, |x| conv(x) as u8),
+                        DecodedSamples::U16(v) => put_rows(v, &rows, w, |x| conv(x) as u16),
+                        DecodedSamples::I8(v) => put_rows(v, &rows, w, |x| conv(x) as i8),
+                        DecodedSamples::I16(v) => put_rows(v, &rows, w, |x| conv(x) as i16),
+                    }
+                }
+                for st in stage.iter_mut() {
+                    st.drain(..k * w);
+                }
+            }
+            for top in tops {
+                top.recycle();
+            }
+            let len = match &out {
+                DecodedSamples::U8(v) => v.len(),
+                DecodedSamples::U16(v) => v.len(),
+                DecodedSamples::I8(v) => v.len(),
+                DecodedSamples::I16(v) => v.len(),
+            };
+            if len != cap {
+                return Err(corrupt("reconstructed image has the wrong size"));
+            }
+            direct = Some(out);
+            continue;
+        }
         let mut comp_planes = Vec::with_capacity(nc);
         for tc in &tcs {
             let keep = tc.cc.levels as usize - reduce as usize;
@@ -1210,8 +1373,6 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             }
         }
         // Place into the output.
-        let ox0 = rx(siz.xosiz);
-        let oy0 = rx(siz.yosiz);
         for (c, pl) in comp_planes.into_iter().enumerate() {
             let rg = &tcs[c].geom.res[tcs[c].cc.levels as usize - reduce as usize];
             let (x0, y0) = (rg.x0 - ox0, rg.y0 - oy0);
@@ -1229,19 +1390,13 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         }
     }
 
-    for p in planes.iter_mut() {
-        p.resize(n_out, 0);
+    if direct.is_none() {
+        for p in planes.iter_mut() {
+            p.resize(n_out, 0);
+        }
     }
     // Level shift, clamp, interleave.
-    let cs = &siz.comps[0];
-    let prec = cs.precision as u32;
     let n = (ow * oh) as usize;
-    let (lo, hi, shift) = if cs.signed {
-        (-(1i32 << (prec - 1)), (1i32 << (prec - 1)) - 1, 0)
-    } else {
-        (0, ((1i64 << prec) - 1) as i32, 1i32 << (prec - 1))
-    };
-    let conv = move |v: i32| v.wrapping_add(shift).max(lo).min(hi);
     fn gather<T: Copy + Default>(planes: &[Vec<i32>], n: usize, f: impl Fn(i32) -> T) -> Vec<T> {
         let nc = planes.len();
         if nc == 1 {
@@ -1268,11 +1423,14 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         }
         v
     }
-    let samples = match (cs.signed, prec <= 8) {
-        (false, true) => DecodedSamples::U8(gather(&planes, n, |x| conv(x) as u8)),
-        (false, false) => DecodedSamples::U16(gather(&planes, n, |x| conv(x) as u16)),
-        (true, true) => DecodedSamples::I8(gather(&planes, n, |x| conv(x) as i8)),
-        (true, false) => DecodedSamples::I16(gather(&planes, n, |x| conv(x) as i16)),
+    let samples = match direct {
+        Some(d) => d,
+        None => match (cs.signed, prec <= 8) {
+            (false, true) => DecodedSamples::U8(gather(&planes, n, |x| conv(x) as u8)),
+            (false, false) => DecodedSamples::U16(gather(&planes, n, |x| conv(x) as u16)),
+            (true, true) => DecodedSamples::I8(gather(&planes, n, |x| conv(x) as i8)),
+            (true, false) => DecodedSamples::I16(gather(&planes, n, |x| conv(x) as i16)),
+        },
     };
     for p in planes {
         crate::pool::recycle(p);

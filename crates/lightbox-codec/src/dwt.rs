@@ -337,10 +337,7 @@ pub(crate) fn inverse_level(lv: &mut Level, x0: u64, y0: u64, w: usize, h: usize
 }
 
 /// Streaming form of [`inverse_level`]: calls `emit(r, row)` for every output row `r` in
-/// order, while holding only four synthesised rows. Each row is synthesised horizontally,
-/// then the vertical update and predict steps run as soon as their neighbours are available,
-/// so the vertical lifting works on rows that are still in cache instead of sweeping a whole
-/// plane twice. The results are identical to lifting the whole plane.
+/// order (see [`RowSynth`]).
 pub(crate) fn inverse_level_rows(
     lv: &mut Level,
     x0: u64,
@@ -349,20 +346,61 @@ pub(crate) fn inverse_level_rows(
     h: usize,
     emit: &mut dyn FnMut(usize, &[i32]),
 ) {
-    if w == 0 || h == 0 {
-        return;
+    let mut s = RowSynth::new(x0, y0, w, h);
+    while s.step(lv, emit) {}
+}
+
+/// Row-by-row synthesis of one level, holding only four synthesised rows. Each row is
+/// synthesised horizontally, then the vertical update and predict steps run as soon as their
+/// neighbours are available, so the vertical lifting works on rows that are still in cache
+/// instead of sweeping a whole plane twice. The results are identical to lifting the whole
+/// plane. Several components of the same geometry can be stepped in lockstep: each step emits
+/// the same rows for all of them.
+pub(crate) struct RowSynth {
+    w: usize,
+    h: usize,
+    nlx: usize,
+    nhx: usize,
+    odd: bool,
+    yo: usize,
+    ring: Vec<i32>,
+    r: usize,
+    upd: usize,
+    pre: usize,
+}
+
+const RING: usize = 4;
+
+impl RowSynth {
+    pub fn new(x0: u64, y0: u64, w: usize, h: usize) -> RowSynth {
+        let nlx = low_count(x0, w);
+        RowSynth {
+            w,
+            h,
+            nlx,
+            nhx: w - nlx,
+            odd: x0 & 1 == 1,
+            yo: (y0 & 1) as usize,
+            ring: vec![0i32; RING * w],
+            r: 0,
+            upd: 0,
+            pre: 0,
+        }
     }
-    let nlx = low_count(x0, w);
-    let nhx = w - nlx;
-    let odd = x0 & 1 == 1;
-    let yo = (y0 & 1) as usize;
-    let (ap, au) = offsets(odd);
-    // Rows with odd absolute index are high-pass.
-    let is_high = |r: usize| (r + yo) % 2 == 1;
-    const RING: usize = 4;
-    let mut ring = vec![0i32; RING * w];
-    let (mut upd, mut pre) = (0usize, 0usize);
-    for r in 0..h {
+
+    /// Synthesises the next row and emits every row that became final. Returns false once
+    /// all rows have been emitted (or there are none).
+    pub fn step(&mut self, lv: &mut Level, emit: &mut dyn FnMut(usize, &[i32])) -> bool {
+        let (w, h, yo) = (self.w, self.h, self.yo);
+        if w == 0 || self.r >= h {
+            return false;
+        }
+        let (nlx, nhx, odd) = (self.nlx, self.nhx, self.odd);
+        let (ap, au) = offsets(odd);
+        // Rows with odd absolute index are high-pass.
+        let is_high = |r: usize| (r + yo) % 2 == 1;
+        let r = self.r;
+        self.r += 1;
         // Which subband pair feeds this row, and the row's index within it.
         let (lo, hi, rr) = if !is_high(r) {
             (&mut lv.ll, &mut lv.hl, (r + yo) / 2 - yo)
@@ -371,6 +409,7 @@ pub(crate) fn inverse_level_rows(
         };
         let l = &mut lo.data[rr * nlx..(rr + 1) * nlx];
         let hh = &mut hi.data[rr * nhx..(rr + 1) * nhx];
+        let ring = &mut self.ring;
         let slot = &mut ring[(r % RING) * w..(r % RING + 1) * w];
         if w == 1 {
             slot[0] = if nlx == 1 { l[0] } else { hh[0] >> 1 };
@@ -385,7 +424,7 @@ pub(crate) fn inverse_level_rows(
                 slot.iter_mut().for_each(|v| *v >>= 1);
             }
             emit(0, slot);
-            return;
+            return false;
         }
         let avail = r + 1;
         // Neighbour rows with symmetric extension (h >= 2).
@@ -396,24 +435,27 @@ pub(crate) fn inverse_level_rows(
             )
         };
         // Update step on low rows whose neighbours have been synthesised.
-        while upd < h && (is_high(upd) || avail > (upd + 1).min(h - 1)) {
-            if !is_high(upd) {
-                let (a, b) = nb(upd);
-                lift_ring_row::<false>(&mut ring, w, upd % RING, a % RING, b % RING);
+        while self.upd < h && (is_high(self.upd) || avail > (self.upd + 1).min(h - 1)) {
+            let u = self.upd;
+            if !is_high(u) {
+                let (a, b) = nb(u);
+                lift_ring_row::<false>(ring, w, u % RING, a % RING, b % RING);
             }
-            upd += 1;
+            self.upd += 1;
         }
         // Predict step on high rows whose neighbours have been updated, then emit.
-        while pre < upd && (!is_high(pre) || upd > (pre + 1).min(h - 1)) {
-            if is_high(pre) {
-                let (a, b) = nb(pre);
-                lift_ring_row::<true>(&mut ring, w, pre % RING, a % RING, b % RING);
+        while self.pre < self.upd && (!is_high(self.pre) || self.upd > (self.pre + 1).min(h - 1)) {
+            let p = self.pre;
+            if is_high(p) {
+                let (a, b) = nb(p);
+                lift_ring_row::<true>(ring, w, p % RING, a % RING, b % RING);
             }
-            emit(pre, &ring[(pre % RING) * w..(pre % RING + 1) * w]);
-            pre += 1;
+            emit(p, &ring[(p % RING) * w..(p % RING + 1) * w]);
+            self.pre += 1;
         }
+        debug_assert!(self.r < h || self.pre == h);
+        self.r < h
     }
-    debug_assert_eq!(pre, h);
 }
 
 /// One vertical inverse lifting step on ring row `t` from ring rows `a` and `b`:
