@@ -811,6 +811,8 @@ fn decode_band_blocks(
 
 /// The top of a tile-component's reconstruction: the resolution-0 plane when no wavelet level
 /// is kept, or the four subbands of the last level to synthesise.
+// One per component and call; its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Top {
     Plane(Plane),
     Level(dwt::Level, dwt::RowSynth),
