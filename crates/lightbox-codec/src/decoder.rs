@@ -729,12 +729,23 @@ fn read_packet<'a>(
     Ok(pos)
 }
 
+/// Band rows `[y0, y1)` covered by code-block row `j`.
+fn block_rows(bg: &crate::geom::BandGeom, j: usize) -> (usize, usize) {
+    let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
+    let y1 = (((bg.cby0 + j as u64 + 1) << bg.cbh).min(bg.y1) - bg.y0) as usize;
+    (y0, y1)
+}
+
+/// Decodes the code-blocks of band `b` of resolution `r` in code-block rows `jr` into `out`,
+/// whose row 0 is band row `ysub`.
 fn decode_band_blocks(
     tc: &TileComp,
     r: usize,
     b: usize,
     out: &mut Plane,
     threads: usize,
+    jr: std::ops::Range<usize>,
+    ysub: usize,
 ) -> Result<(), CodecError> {
     let bg = &tc.geom.res[r].bands[b];
     let eps = *tc
@@ -750,7 +761,7 @@ fn decode_band_blocks(
     let causal = tc.cc.style & 0x08 != 0;
     // (block rectangle in band coordinates, state)
     let mut jobs = Vec::new();
-    for j in 0..bg.ncby {
+    for j in jr.start..jr.end.min(bg.ncby) {
         for i in 0..bg.ncbx {
             let cb = &tc.cbs[r][b][j * bg.ncbx + i];
             if !cb.included || cb.passes == 0 || cb.seg[0].is_empty() {
@@ -761,8 +772,8 @@ fn decode_band_blocks(
             }
             let x0 = (((bg.cbx0 + i as u64) << bg.cbw).max(bg.x0) - bg.x0) as usize;
             let x1 = (((bg.cbx0 + i as u64 + 1) << bg.cbw).min(bg.x1) - bg.x0) as usize;
-            let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
-            let y1 = (((bg.cby0 + j as u64 + 1) << bg.cbh).min(bg.y1) - bg.y0) as usize;
+            let (y0, y1) = block_rows(bg, j);
+            let (y0, y1) = (y0 - ysub, y1 - ysub);
             jobs.push((x0, y0, x1 - x0, y1 - y0, cb));
         }
     }
@@ -810,27 +821,125 @@ fn decode_band_blocks(
 }
 
 /// The top of a tile-component's reconstruction: the resolution-0 plane when no wavelet level
-/// is kept, or the four subbands of the last level to synthesise.
-// One per component and call; its size does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Top {
+/// is kept, or the last level to synthesise, whose subbands are decoded lazily.
+enum Top<'a, 't> {
     Plane(Plane),
-    Level(dwt::Level, dwt::RowSynth),
+    Lazy(Box<LazyLevel<'a, 't>>, dwt::RowSynth),
+}
+
+/// One subband of the last level, held one code-block row (stripe) at a time.
+struct Stripe {
+    b: usize,
+    plane: Plane,
+    row0: usize,
+    next_j: usize,
+}
+
+/// The last synthesis level of a tile-component: LL is a plane, and the other subbands are
+/// decoded one code-block row at a time as the row-by-row synthesis reaches them, so they never
+/// exist as whole planes and are synthesised while still in cache.
+struct LazyLevel<'a, 't> {
+    tc: &'a TileComp<'t>,
+    r: usize,
+    threads: usize,
+    ll: Plane,
+    bands: [Stripe; 3],
+}
+
+impl LazyLevel<'_, '_> {
+    fn band_row<'s>(
+        tc: &TileComp,
+        r: usize,
+        threads: usize,
+        st: &'s mut Stripe,
+        rr: usize,
+        n: usize,
+    ) -> Result<&'s mut [i32], CodecError> {
+        if n == 0 {
+            return Ok(&mut []);
+        }
+        let bg = &tc.geom.res[r].bands[st.b];
+        if bg.width() != n {
+            return Err(corrupt("subband size mismatch"));
+        }
+        while rr >= st.row0 + st.plane.h {
+            let j = st.next_j;
+            if j >= bg.ncby {
+                return Err(corrupt("subband row outside the code-blocks"));
+            }
+            let (y0, y1) = block_rows(bg, j);
+            st.plane.w = n;
+            st.plane.h = y1 - y0;
+            st.plane.data.clear();
+            st.plane.data.resize(n * (y1 - y0), 0);
+            st.row0 = y0;
+            st.next_j += 1;
+            decode_band_blocks(tc, r, st.b, &mut st.plane, threads, j..j + 1, y0)?;
+        }
+        let o = (rr - st.row0) * n;
+        Ok(&mut st.plane.data[o..o + n])
+    }
+}
+
+impl dwt::BandRows for LazyLevel<'_, '_> {
+    fn pair(
+        &mut self,
+        high: bool,
+        rr: usize,
+        nl: usize,
+        nh: usize,
+    ) -> Result<(&mut [i32], &mut [i32]), CodecError> {
+        let [hl, lh, hh] = &mut self.bands;
+        let (tc, r, t) = (self.tc, self.r, self.threads);
+        if high {
+            let l = Self::band_row(tc, r, t, lh, rr, nl)?;
+            let h = Self::band_row(tc, r, t, hh, rr, nh)?;
+            Ok((l, h))
+        } else {
+            let l = &mut self.ll.data[rr * nl..(rr + 1) * nl];
+            let h = Self::band_row(tc, r, t, hl, rr, nh)?;
+            Ok((l, h))
+        }
+    }
 }
 
 /// Decodes one tile-component up to resolution `keep` (inclusive), except for the last
 /// synthesis level, which is left to the caller.
-fn reconstruct_top(tc: &TileComp, keep: usize, threads: usize) -> Result<Top, CodecError> {
+fn reconstruct_top<'a, 't>(
+    tc: &'a TileComp<'t>,
+    keep: usize,
+    threads: usize,
+) -> Result<Top<'a, 't>, CodecError> {
     let g = &tc.geom;
     let r0 = &g.res[0];
     let mut cur = Plane::new((r0.x1 - r0.x0) as usize, (r0.y1 - r0.y0) as usize);
-    decode_band_blocks(tc, 0, 0, &mut cur, threads)?;
+    decode_band_blocks(tc, 0, 0, &mut cur, threads, 0..usize::MAX, 0)?;
     for r in 1..=keep {
         let rg = &g.res[r];
+        let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
+        if r == keep {
+            let stripe = |b| Stripe {
+                b,
+                plane: Plane::default(),
+                row0: 0,
+                next_j: 0,
+            };
+            let lazy = LazyLevel {
+                tc,
+                r,
+                threads,
+                ll: cur,
+                bands: [stripe(0), stripe(1), stripe(2)],
+            };
+            return Ok(Top::Lazy(
+                Box::new(lazy),
+                dwt::RowSynth::new(rg.x0, rg.y0, w, h),
+            ));
+        }
         let mut bands = Vec::with_capacity(3);
         for (b, bg) in rg.bands.iter().enumerate() {
             let mut p = Plane::new(bg.width(), bg.height());
-            decode_band_blocks(tc, r, b, &mut p, threads)?;
+            decode_band_blocks(tc, r, b, &mut p, threads, 0..usize::MAX, 0)?;
             bands.push(p);
         }
         let hh = bands.pop().expect("HH");
@@ -842,11 +951,7 @@ fn reconstruct_top(tc: &TileComp, keep: usize, threads: usize) -> Result<Top, Co
             lh,
             hh,
         };
-        let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
-        if r == keep {
-            return Ok(Top::Level(lv, dwt::RowSynth::new(rg.x0, rg.y0, w, h)));
-        }
-        cur = dwt::inverse_level(&mut lv, rg.x0, rg.y0, w, h);
+        cur = dwt::inverse_level(&mut lv, rg.x0, rg.y0, w, h)?;
         for p in [lv.ll, lv.hl, lv.lh, lv.hh] {
             crate::pool::recycle(p.data);
         }
@@ -854,31 +959,31 @@ fn reconstruct_top(tc: &TileComp, keep: usize, threads: usize) -> Result<Top, Co
     Ok(Top::Plane(cur))
 }
 
-impl Top {
+impl Top<'_, '_> {
     /// Emits the next final row(s); false once done. `row` counts rows already emitted from
     /// a plane.
-    fn step(&mut self, row: &mut usize, emit: &mut dyn FnMut(usize, &[i32])) -> bool {
+    fn step(
+        &mut self,
+        row: &mut usize,
+        emit: &mut dyn FnMut(usize, &[i32]),
+    ) -> Result<bool, CodecError> {
         match self {
             Top::Plane(p) => {
                 if *row >= p.h || p.w == 0 {
-                    return false;
+                    return Ok(false);
                 }
                 emit(*row, &p.data[*row * p.w..(*row + 1) * p.w]);
                 *row += 1;
-                *row < p.h
+                Ok(*row < p.h)
             }
-            Top::Level(lv, s) => s.step(lv, emit),
+            Top::Lazy(lv, s) => s.step(&mut **lv, emit),
         }
     }
 
     fn recycle(self) {
         match self {
             Top::Plane(p) => crate::pool::recycle(p.data),
-            Top::Level(lv, _) => {
-                for q in [lv.ll, lv.hl, lv.lh, lv.hh] {
-                    crate::pool::recycle(q.data);
-                }
-            }
+            Top::Lazy(lv, _) => crate::pool::recycle(lv.ll.data),
         }
     }
 }
@@ -889,11 +994,9 @@ fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, Code
     let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
     match reconstruct_top(tc, keep, threads)? {
         Top::Plane(p) => Ok(p),
-        Top::Level(mut lv, _) => {
-            let p = dwt::inverse_level(&mut lv, rg.x0, rg.y0, w, h);
-            for q in [lv.ll, lv.hl, lv.lh, lv.hh] {
-                crate::pool::recycle(q.data);
-            }
+        Top::Lazy(mut lv, _) => {
+            let p = dwt::inverse_level(&mut *lv, rg.x0, rg.y0, w, h)?;
+            crate::pool::recycle(lv.ll.data);
             Ok(p)
         }
     }
@@ -1309,7 +1412,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                     let st = &mut stage[c];
                     more |= top.step(&mut rows_from_plane[c], &mut |_, row| {
                         st.extend_from_slice(&row[..w])
-                    });
+                    })?;
                 }
                 // Components may emit rows at different steps (different level counts).
                 let k = stage.iter().map(|s| s.len() / w).min().unwrap_or(0);

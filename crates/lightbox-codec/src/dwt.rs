@@ -330,24 +330,49 @@ pub(crate) fn forward_level(mut p: Plane, x0: u64, y0: u64) -> Level {
 
 /// One synthesis level: rebuilds the `w x h` plane at `(x0, y0)` from its four subbands.
 /// Horizontal synthesis runs first, then vertical (T.800 F.3.2).
-pub(crate) fn inverse_level(lv: &mut Level, x0: u64, y0: u64, w: usize, h: usize) -> Plane {
-    let mut data = crate::pool::with_capacity(w * h);
-    inverse_level_rows(lv, x0, y0, w, h, &mut |_, row| data.extend_from_slice(row));
-    Plane { w, h, data }
-}
-
-/// Streaming form of [`inverse_level`]: calls `emit(r, row)` for every output row `r` in
-/// order (see [`RowSynth`]).
-pub(crate) fn inverse_level_rows(
-    lv: &mut Level,
+pub(crate) fn inverse_level(
+    lv: &mut dyn BandRows,
     x0: u64,
     y0: u64,
     w: usize,
     h: usize,
-    emit: &mut dyn FnMut(usize, &[i32]),
-) {
+) -> Result<Plane, crate::CodecError> {
+    let mut data = crate::pool::with_capacity(w * h);
     let mut s = RowSynth::new(x0, y0, w, h);
-    while s.step(lv, emit) {}
+    while s.step(lv, &mut |_, row| data.extend_from_slice(row))? {}
+    Ok(Plane { w, h, data })
+}
+
+/// Where [`RowSynth`] takes its subband rows from: row `rr` of LL and HL (`high = false`) or
+/// of LH and HH (`high = true`), each row asked for once and in increasing order.
+pub(crate) trait BandRows {
+    fn pair(
+        &mut self,
+        high: bool,
+        rr: usize,
+        nl: usize,
+        nh: usize,
+    ) -> Result<(&mut [i32], &mut [i32]), crate::CodecError>;
+}
+
+impl BandRows for Level {
+    fn pair(
+        &mut self,
+        high: bool,
+        rr: usize,
+        nl: usize,
+        nh: usize,
+    ) -> Result<(&mut [i32], &mut [i32]), crate::CodecError> {
+        let (lo, hi) = if high {
+            (&mut self.lh, &mut self.hh)
+        } else {
+            (&mut self.ll, &mut self.hl)
+        };
+        Ok((
+            &mut lo.data[rr * nl..(rr + 1) * nl],
+            &mut hi.data[rr * nh..(rr + 1) * nh],
+        ))
+    }
 }
 
 /// Row-by-row synthesis of one level, holding only four synthesised rows. Each row is
@@ -390,10 +415,14 @@ impl RowSynth {
 
     /// Synthesises the next row and emits every row that became final. Returns false once
     /// all rows have been emitted (or there are none).
-    pub fn step(&mut self, lv: &mut Level, emit: &mut dyn FnMut(usize, &[i32])) -> bool {
+    pub fn step(
+        &mut self,
+        lv: &mut dyn BandRows,
+        emit: &mut dyn FnMut(usize, &[i32]),
+    ) -> Result<bool, crate::CodecError> {
         let (w, h, yo) = (self.w, self.h, self.yo);
         if w == 0 || self.r >= h {
-            return false;
+            return Ok(false);
         }
         let (nlx, nhx, odd) = (self.nlx, self.nhx, self.odd);
         let (ap, au) = offsets(odd);
@@ -402,13 +431,12 @@ impl RowSynth {
         let r = self.r;
         self.r += 1;
         // Which subband pair feeds this row, and the row's index within it.
-        let (lo, hi, rr) = if !is_high(r) {
-            (&mut lv.ll, &mut lv.hl, (r + yo) / 2 - yo)
+        let rr = if !is_high(r) {
+            (r + yo) / 2 - yo
         } else {
-            (&mut lv.lh, &mut lv.hh, (r + yo - 1) / 2)
+            (r + yo - 1) / 2
         };
-        let l = &mut lo.data[rr * nlx..(rr + 1) * nlx];
-        let hh = &mut hi.data[rr * nhx..(rr + 1) * nhx];
+        let (l, hh) = lv.pair(is_high(r), rr, nlx, nhx)?;
         let ring = &mut self.ring;
         let slot = &mut ring[(r % RING) * w..(r % RING + 1) * w];
         if w == 1 {
@@ -424,7 +452,7 @@ impl RowSynth {
                 slot.iter_mut().for_each(|v| *v >>= 1);
             }
             emit(0, slot);
-            return false;
+            return Ok(false);
         }
         let avail = r + 1;
         // Neighbour rows with symmetric extension (h >= 2).
@@ -454,7 +482,7 @@ impl RowSynth {
             self.pre += 1;
         }
         debug_assert!(self.r < h || self.pre == h);
-        self.r < h
+        Ok(self.r < h)
     }
 }
 
@@ -535,7 +563,7 @@ mod tests {
                 }
                 let orig = p.data.clone();
                 let mut lv = forward_level(p, x0, y0);
-                let back = inverse_level(&mut lv, x0, y0, w, h);
+                let back = inverse_level(&mut lv, x0, y0, w, h).unwrap_or_default();
                 assert_eq!(back.data, orig, "{w}x{h} at {x0},{y0}");
             }
         }
