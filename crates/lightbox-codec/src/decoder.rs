@@ -835,9 +835,9 @@ struct Stripe {
     next_j: usize,
 }
 
-/// The last synthesis level of a tile-component: LL is a plane, and the other subbands are
-/// decoded one code-block row at a time as the row-by-row synthesis reaches them, so they never
-/// exist as whole planes and are synthesised while still in cache.
+/// One synthesis level of a tile-component: LL is a plane, and the other subbands are decoded
+/// one code-block row at a time as the row-by-row synthesis reaches them, so they never exist
+/// as whole planes and are synthesised while still in cache.
 struct LazyLevel<'a, 't> {
     tc: &'a TileComp<'t>,
     r: usize,
@@ -917,44 +917,24 @@ fn reconstruct_top<'a, 't>(
     for r in 1..=keep {
         let rg = &g.res[r];
         let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
-        if r == keep {
-            let stripe = |b| Stripe {
-                b,
-                plane: Plane::default(),
-                row0: 0,
-                next_j: 0,
-            };
-            let lazy = LazyLevel {
-                tc,
-                r,
-                threads,
-                ll: cur,
-                bands: [stripe(0), stripe(1), stripe(2)],
-            };
-            return Ok(Top::Lazy(
-                Box::new(lazy),
-                dwt::RowSynth::new(rg.x0, rg.y0, w, h),
-            ));
-        }
-        let mut bands = Vec::with_capacity(3);
-        for (b, bg) in rg.bands.iter().enumerate() {
-            let mut p = Plane::new(bg.width(), bg.height());
-            decode_band_blocks(tc, r, b, &mut p, threads, 0..usize::MAX, 0)?;
-            bands.push(p);
-        }
-        let hh = bands.pop().expect("HH");
-        let lh = bands.pop().expect("LH");
-        let hl = bands.pop().expect("HL");
-        let mut lv = dwt::Level {
-            ll: cur,
-            hl,
-            lh,
-            hh,
+        let stripe = |b| Stripe {
+            b,
+            plane: Plane::default(),
+            row0: 0,
+            next_j: 0,
         };
-        cur = dwt::inverse_level(&mut lv, rg.x0, rg.y0, w, h)?;
-        for p in [lv.ll, lv.hl, lv.lh, lv.hh] {
-            crate::pool::recycle(p.data);
+        let mut lazy = Box::new(LazyLevel {
+            tc,
+            r,
+            threads,
+            ll: cur,
+            bands: [stripe(0), stripe(1), stripe(2)],
+        });
+        if r == keep {
+            return Ok(Top::Lazy(lazy, dwt::RowSynth::new(rg.x0, rg.y0, w, h)));
         }
+        cur = dwt::inverse_level(&mut *lazy, rg.x0, rg.y0, w, h)?;
+        crate::pool::recycle(std::mem::take(&mut lazy.ll.data));
     }
     Ok(Top::Plane(cur))
 }

@@ -38,9 +38,6 @@ impl BandGeom {
     pub fn width(&self) -> usize {
         (self.x1 - self.x0) as usize
     }
-    pub fn height(&self) -> usize {
-        (self.y1 - self.y0) as usize
-    }
 }
 
 #[derive(Clone, Debug)]
