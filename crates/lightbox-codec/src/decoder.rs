@@ -983,17 +983,33 @@ fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, Code
 }
 
 /// Output samples built row by row: level shift, clamp and interleave.
-fn put_rows<T: Copy>(out: &mut Vec<T>, rows: &[&[i32]], w: usize, f: impl Fn(i32) -> T) {
+fn put_rows<T: Copy + Default>(out: &mut Vec<T>, rows: &[&[i32]], w: usize, f: impl Fn(i32) -> T) {
+    if let [a] = rows {
+        out.extend(a[..w].iter().map(|&v| f(v)));
+        return;
+    }
+    let nc = rows.len();
+    let start = out.len();
+    out.resize(start + w * nc, T::default());
+    let dst = &mut out[start..];
     match rows {
-        [a] => out.extend(a[..w].iter().map(|&v| f(v))),
         [a, b, c] => {
-            for ((&x, &y), &z) in a[..w].iter().zip(&b[..w]).zip(&c[..w]) {
-                out.extend([f(x), f(y), f(z)]);
+            for (((px, &x), &y), &z) in dst
+                .chunks_exact_mut(3)
+                .zip(&a[..w])
+                .zip(&b[..w])
+                .zip(&c[..w])
+            {
+                px[0] = f(x);
+                px[1] = f(y);
+                px[2] = f(z);
             }
         }
         _ => {
-            for i in 0..w {
-                out.extend(rows.iter().map(|r| f(r[i])));
+            for (c, r) in rows.iter().enumerate() {
+                for (px, &v) in dst.chunks_exact_mut(nc).zip(&r[..w]) {
+                    px[c] = f(v);
+                }
             }
         }
     }
@@ -1386,6 +1402,20 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             let mut stage: Vec<Vec<i32>> = vec![Vec::new(); nc];
             let mut rows_from_plane = vec![0usize; nc];
             let mut more = w > 0;
+            if nc == 1 {
+                // One component: convert each finished row directly, without staging it.
+                while more {
+                    more = tops[0].step(&mut rows_from_plane[0], &mut |_, row| {
+                        let rows = [row];
+                        match &mut out {
+                            DecodedSamples::U8(v) => put_rows(v, &rows, w, |x| conv(x) as u8),
+                            DecodedSamples::U16(v) => put_rows(v, &rows, w, |x| conv(x) as u16),
+                            DecodedSamples::I8(v) => put_rows(v, &rows, w, |x| conv(x) as i8),
+                            DecodedSamples::I16(v) => put_rows(v, &rows, w, |x| conv(x) as i16),
+                        }
+                    })?;
+                }
+            }
             while more {
                 more = false;
                 for (c, top) in tops.iter_mut().enumerate() {
