@@ -842,8 +842,62 @@ struct LazyLevel<'a, 't> {
     tc: &'a TileComp<'t>,
     r: usize,
     threads: usize,
-    ll: Plane,
+    ll: LlSource<'a, 't>,
     bands: [Stripe; 3],
+}
+
+/// The LL subband of a synthesis level: the decoded resolution-0 band, or the rows of the
+/// level below, synthesised on demand (so no intermediate resolution exists as a plane).
+enum LlSource<'a, 't> {
+    Plane(Plane),
+    Rows {
+        lower: Box<LazyLevel<'a, 't>>,
+        synth: dwt::RowSynth,
+        /// Rows `row0..` synthesised but not yet used.
+        buf: Vec<i32>,
+        row0: usize,
+    },
+}
+
+impl LlSource<'_, '_> {
+    /// Row `rr` (`n` samples); rows are asked for once each, in increasing order.
+    fn row(&mut self, rr: usize, n: usize) -> Result<&mut [i32], CodecError> {
+        if n == 0 {
+            return Ok(&mut []);
+        }
+        match self {
+            LlSource::Plane(p) => p
+                .data
+                .get_mut(rr * n..(rr + 1) * n)
+                .ok_or_else(|| corrupt("LL band too small")),
+            LlSource::Rows {
+                lower,
+                synth,
+                buf,
+                row0,
+            } => {
+                if rr < *row0 {
+                    return Err(corrupt("LL row asked for twice"));
+                }
+                let drop = (rr - *row0).min(buf.len() / n);
+                buf.drain(..drop * n);
+                *row0 += drop;
+                while *row0 + buf.len() / n <= rr {
+                    let more = synth.step(&mut **lower, &mut |_, row| {
+                        buf.extend_from_slice(row);
+                    })?;
+                    if buf.len() % n != 0 {
+                        return Err(corrupt("subband size mismatch"));
+                    }
+                    if !more && *row0 + buf.len() / n <= rr {
+                        return Err(corrupt("LL band too small"));
+                    }
+                }
+                let o = (rr - *row0) * n;
+                Ok(&mut buf[o..o + n])
+            }
+        }
+    }
 }
 
 impl LazyLevel<'_, '_> {
@@ -896,7 +950,7 @@ impl dwt::BandRows for LazyLevel<'_, '_> {
             let h = Self::band_row(tc, r, t, hh, rr, nh)?;
             Ok((l, h))
         } else {
-            let l = &mut self.ll.data[rr * nl..(rr + 1) * nl];
+            let l = self.ll.row(rr, nl)?;
             let h = Self::band_row(tc, r, t, hl, rr, nh)?;
             Ok((l, h))
         }
@@ -914,6 +968,10 @@ fn reconstruct_top<'a, 't>(
     let r0 = &g.res[0];
     let mut cur = Plane::new((r0.x1 - r0.x0) as usize, (r0.y1 - r0.y0) as usize);
     decode_band_blocks(tc, 0, 0, &mut cur, threads, 0..usize::MAX, 0)?;
+    if keep == 0 {
+        return Ok(Top::Plane(cur));
+    }
+    let mut ll = LlSource::Plane(cur);
     for r in 1..=keep {
         let rg = &g.res[r];
         let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
@@ -923,20 +981,25 @@ fn reconstruct_top<'a, 't>(
             row0: 0,
             next_j: 0,
         };
-        let mut lazy = Box::new(LazyLevel {
+        let lazy = Box::new(LazyLevel {
             tc,
             r,
             threads,
-            ll: cur,
+            ll,
             bands: [stripe(0), stripe(1), stripe(2)],
         });
+        let synth = dwt::RowSynth::new(rg.x0, rg.y0, w, h);
         if r == keep {
-            return Ok(Top::Lazy(lazy, dwt::RowSynth::new(rg.x0, rg.y0, w, h)));
+            return Ok(Top::Lazy(lazy, synth));
         }
-        cur = dwt::inverse_level(&mut *lazy, rg.x0, rg.y0, w, h)?;
-        crate::pool::recycle(std::mem::take(&mut lazy.ll.data));
+        ll = LlSource::Rows {
+            lower: lazy,
+            synth,
+            buf: Vec::new(),
+            row0: 0,
+        };
     }
-    Ok(Top::Plane(cur))
+    Err(corrupt("no resolution to reconstruct"))
 }
 
 impl Top<'_, '_> {
@@ -963,7 +1026,7 @@ impl Top<'_, '_> {
     fn recycle(self) {
         match self {
             Top::Plane(p) => crate::pool::recycle(p.data),
-            Top::Lazy(lv, _) => crate::pool::recycle(lv.ll.data),
+            Top::Lazy(..) => {}
         }
     }
 }
@@ -974,11 +1037,7 @@ fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, Code
     let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
     match reconstruct_top(tc, keep, threads)? {
         Top::Plane(p) => Ok(p),
-        Top::Lazy(mut lv, _) => {
-            let p = dwt::inverse_level(&mut *lv, rg.x0, rg.y0, w, h)?;
-            crate::pool::recycle(lv.ll.data);
-            Ok(p)
-        }
+        Top::Lazy(mut lv, _) => dwt::inverse_level(&mut *lv, rg.x0, rg.y0, w, h),
     }
 }
 
