@@ -785,7 +785,13 @@ fn decode_band_blocks(
         })
     }
     let w = out.w;
-    if threads <= 1 || jobs.len() < 4 {
+    let bytes: usize = jobs
+        .iter()
+        .map(|j| j.4.seg.iter().flatten().map(|p| p.len()).sum::<usize>())
+        .sum();
+    // Spawning threads for a stripe of little data costs more than it gains.
+    const MIN_PARALLEL_BYTES: usize = 16 << 10;
+    if threads <= 1 || jobs.len() < 4 || bytes < MIN_PARALLEL_BYTES {
         for &(x0, y0, bw, bh, cb) in &jobs {
             let seg = joined(cb);
             let p = mb - 1 - cb.zbp;

@@ -15,7 +15,7 @@
 //!
 //! Input samples are 1–16 bits, signed or unsigned, 1 to 4 components, interleaved
 //! (`RGBRGB…`) or planar (`RRR…GGG…BBB…`), any size from 1×1 upwards (16384×16384 verified
-//! against OpenJPH; memory use is about 10 bytes per sample while encoding or decoding).
+//! against OpenJPH; memory use is about 10 bytes per sample while encoding).
 //! Quantization exponents use the nominal subband gains, and the guard bits are raised when
 //! the actual coefficients need more magnitude bit-planes, so every codestream is decodable by
 //! 32-bit HT decoders. [`EncodeOptions::threads`] codes code-blocks on several threads; the
@@ -33,6 +33,10 @@
 //! decoding the same streams. Irreversible (9/7) streams, classic (non-HT) JPEG 2000
 //! code-blocks, several HT sets per code-block, component subsampling, more than 16 bits
 //! and RGN are rejected with [`CodecError::Unsupported`].
+//! The decoder is line-based: each wavelet level is synthesised row by row, pulling its LL rows
+//! from the level below and decoding its other subbands one code-block row at a time, so apart
+//! from the codestream and the output samples it holds only the base band and a stripe of each
+//! subband.
 //! [`DecodeOptions::max_resolution_levels`] decodes only the first N resolution levels
 //! (a thumbnail at 1/2^k scale); a codestream cut after the tile-parts of the first N
 //! resolutions (using the TLM lengths) decodes the same way.
