@@ -607,8 +607,18 @@ impl<'a> MelDec<'a> {
         self.bits -= 1;
         (self.acc >> self.bits) & 1
     }
-    /// Next MEL symbol (true = significant event).
+    /// Next MEL symbol (true = significant event). The common case, a pending zero of a run,
+    /// is inlined; the rest is out of line.
+    #[inline(always)]
     fn next(&mut self) -> bool {
+        if self.zeros > 0 {
+            self.zeros -= 1;
+            return false;
+        }
+        self.next_slow()
+    }
+    #[inline(never)]
+    fn next_slow(&mut self) -> bool {
         loop {
             if self.zeros > 0 {
                 self.zeros -= 1;
@@ -1022,6 +1032,7 @@ pub(crate) fn decode_block(
                 }
                 let (ekk, e1k) = (ek[k], e1[k]);
                 let limit = (1u64 << 31) >> p;
+                let base = y * stride + x;
                 let mut r = rho[k];
                 while r != 0 {
                     let n = r.trailing_zeros();
@@ -1036,7 +1047,7 @@ pub(crate) fn decode_block(
                     }
                     let mag = ((mu << p) | half) as i32;
                     let neg = -((v & 1) as i32);
-                    out[(y + dy) * stride + x + dx] = (mag ^ neg) - neg;
+                    out[base + dy * stride + dx] = (mag ^ neg) - neg;
                     // Only bottom-row exponents are kept; a top sample (visited before the
                     // bottom one of its column) writes 0, which the bottom one overwrites.
                     let e = 64 - (2 * mu - 1).leading_zeros();
