@@ -38,8 +38,13 @@ struct Siz {
 #[derive(Clone, Debug)]
 struct Qcd {
     guard: u8,
-    /// Exponent per band (QCD order); reversible only.
+    /// Exponent per band (QCD order); one entry for derived quantization.
     eps: Vec<u8>,
+    /// Irreversible quantization: 11-bit mantissa per band (same order as `eps`);
+    /// empty for reversible streams.
+    mant: Vec<u16>,
+    /// Scalar derived quantization (one exponent/mantissa, scaled per level).
+    derived: bool,
 }
 
 /// Coding parameters in force for a tile (main header, then tile header overrides).
@@ -222,9 +227,34 @@ fn parse_qcd_body(r: &mut Rd) -> Result<Qcd, CodecError> {
             if eps.is_empty() {
                 return Err(corrupt("QCD without exponents"));
             }
-            Ok(Qcd { guard, eps })
+            Ok(Qcd {
+                guard,
+                eps,
+                mant: Vec::new(),
+                derived: false,
+            })
         }
-        _ => Err(unsupported("irreversible quantization (lossy 9/7 streams)")),
+        style @ (1 | 2) => {
+            let (mut eps, mut mant) = (Vec::new(), Vec::new());
+            while r.left() >= 2 {
+                let v = r.u16()?;
+                eps.push((v >> 11) as u8);
+                mant.push(v & 0x7FF);
+                if style == 1 {
+                    break;
+                }
+            }
+            if eps.is_empty() {
+                return Err(corrupt("QCD without step sizes"));
+            }
+            Ok(Qcd {
+                guard,
+                eps,
+                mant,
+                derived: style == 1,
+            })
+        }
+        _ => Err(corrupt("bad quantization style")),
     }
 }
 
@@ -411,7 +441,9 @@ fn parse_main(data: &[u8]) -> Result<Header, CodecError> {
                     qcd: vec![
                         Qcd {
                             guard: 0,
-                            eps: Vec::new()
+                            eps: Vec::new(),
+                            mant: Vec::new(),
+                            derived: false,
                         };
                         nc
                     ],
@@ -729,6 +761,25 @@ fn read_packet<'a>(
     Ok(pos)
 }
 
+/// Exponent and mantissa of band `b` of resolution `r` (mantissa 0 for reversible streams).
+fn band_quant(tc: &TileComp, r: usize, b: usize) -> Result<(u32, u16), CodecError> {
+    let bg = &tc.geom.res[r].bands[b];
+    let q = &tc.qcd;
+    if q.derived {
+        // T.800 E.1.1.2: eps_b = eps_0 - N_L + n_b, mu_b = mu_0.
+        let e = (q.eps[0] as u32)
+            .checked_sub((r as u32).saturating_sub(1))
+            .ok_or_else(|| corrupt("derived quantization exponent below zero"))?;
+        return Ok((e, q.mant[0]));
+    }
+    let i = if q.eps.len() == 1 { 0 } else { bg.qcd_index };
+    let e = *q
+        .eps
+        .get(i)
+        .ok_or_else(|| corrupt("QCD has too few exponents"))? as u32;
+    Ok((e, q.mant.get(i).copied().unwrap_or(0)))
+}
+
 /// Band rows `[y0, y1)` covered by code-block row `j`.
 fn block_rows(bg: &crate::geom::BandGeom, j: usize) -> (usize, usize) {
     let y0 = (((bg.cby0 + j as u64) << bg.cbh).max(bg.y0) - bg.y0) as usize;
@@ -748,16 +799,11 @@ fn decode_band_blocks(
     ysub: usize,
 ) -> Result<(), CodecError> {
     let bg = &tc.geom.res[r].bands[b];
-    let eps = *tc
-        .qcd
-        .eps
-        .get(if tc.qcd.eps.len() == 1 {
-            0
-        } else {
-            bg.qcd_index
-        })
-        .ok_or_else(|| corrupt("QCD has too few exponents"))? as u32;
+    let (eps, _) = band_quant(tc, r, b)?;
     let mb = (tc.qcd.guard as u32 + eps).saturating_sub(1);
+    // Irreversible blocks are decoded at twice their scale, so that every significant
+    // coefficient carries the half-step reconstruction offset (value = 2|q| + 1).
+    let extra = tc.cc.transform != 1;
     let causal = tc.cc.style & 0x08 != 0;
     // (block rectangle in band coordinates, state)
     let mut jobs = Vec::new();
@@ -794,7 +840,7 @@ fn decode_band_blocks(
     if threads <= 1 || jobs.len() < 4 || bytes < MIN_PARALLEL_BYTES {
         for &(x0, y0, bw, bh, cb) in &jobs {
             let seg = joined(cb);
-            let p = mb - 1 - cb.zbp;
+            let p = mb - 1 - cb.zbp + extra as u32;
             ht::decode_block(
                 &seg[0],
                 &seg[1],
@@ -812,7 +858,7 @@ fn decode_band_blocks(
     }
     let decoded = par::map(&jobs, threads, |&(_, _, bw, bh, cb)| {
         let seg = joined(cb);
-        let p = mb - 1 - cb.zbp;
+        let p = mb - 1 - cb.zbp + extra as u32;
         let mut buf = vec![0i32; bw * bh];
         ht::decode_block(&seg[0], &seg[1], cb.passes, p, causal, bw, bh, &mut buf, bw).map(|_| buf)
     });
@@ -1045,6 +1091,116 @@ fn reconstruct(tc: &TileComp, keep: usize, threads: usize) -> Result<Plane, Code
         Top::Plane(p) => Ok(p),
         Top::Lazy(mut lv, _) => dwt::inverse_level(&mut *lv, rg.x0, rg.y0, w, h),
     }
+}
+
+/// Decodes one irreversible (9/7) tile-component up to resolution `keep` (inclusive) and
+/// returns the reconstructed samples (before the level shift) as floats, row-major.
+fn reconstruct_irrev(
+    tc: &TileComp,
+    keep: usize,
+    threads: usize,
+    precision: u8,
+) -> Result<Vec<f32>, CodecError> {
+    let g = &tc.geom;
+    // Decodes band `b` of resolution `r` and dequantizes it.
+    let band = |r: usize, b: usize| -> Result<Vec<f32>, CodecError> {
+        let bg = &g.res[r].bands[b];
+        let (w, h) = (bg.width(), (bg.y1 - bg.y0) as usize);
+        let mut pl = Plane::new(w, h);
+        decode_band_blocks(tc, r, b, &mut pl, threads, 0..usize::MAX, 0)?;
+        let (eps, mant) = band_quant(tc, r, b)?;
+        let gain = match bg.kind {
+            0 => 0,
+            3 => 2,
+            _ => 1,
+        };
+        // T.800 E.1.1.1: step = 2^(R_b - eps_b) (1 + mu_b / 2^11), R_b = B + gain_b; the
+        // decoded values are twice the quantization index plus the reconstruction offset.
+        let delta =
+            (2f64).powi(precision as i32 + gain - eps as i32) * (1.0 + mant as f64 / 2048.0) * 0.5;
+        let d = delta as f32;
+        let out = pl.data.iter().map(|&v| v as f32 * d).collect();
+        crate::pool::recycle(pl.data);
+        Ok(out)
+    };
+    let mut cur = band(0, 0)?;
+    for r in 1..=keep {
+        let rg = &g.res[r];
+        let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
+        let mut bs = Vec::with_capacity(3);
+        for b in 0..3 {
+            bs.push(band(r, b)?);
+        }
+        let [hl, lh, hh] = [&bs[0], &bs[1], &bs[2]];
+        if rg.bands.len() != 3 {
+            return Err(corrupt("resolution without three subbands"));
+        }
+        cur = dwt::inverse_level_97([&cur, hl, lh, hh], rg.x0, rg.y0, w, h);
+    }
+    Ok(cur)
+}
+
+/// Reconstructs the components of a tile with at least one irreversible component: 9/7
+/// synthesis in floating point, the inverse ICT when `mct` is set, then rounding to integers
+/// (before the level shift).
+fn reconstruct_irrev_tile(
+    tcs: &[TileComp],
+    reduce: u32,
+    threads: usize,
+    precision: u8,
+    mct: u8,
+) -> Result<Vec<Plane>, CodecError> {
+    let nc = tcs.len();
+    let mut fl = Vec::with_capacity(nc);
+    for tc in tcs {
+        let keep = tc.cc.levels as usize - reduce as usize;
+        let rg = &tc.geom.res[keep];
+        let (w, h) = ((rg.x1 - rg.x0) as usize, (rg.y1 - rg.y0) as usize);
+        let data = if tc.cc.transform == 0 {
+            reconstruct_irrev(tc, keep, threads, precision)?
+        } else {
+            let p = reconstruct(tc, keep, threads)?;
+            p.data.iter().map(|&v| v as f32).collect()
+        };
+        if data.len() != w * h {
+            return Err(corrupt("reconstructed tile-component has the wrong size"));
+        }
+        fl.push((w, h, data));
+    }
+    if mct != 0 && nc >= 3 {
+        if tcs[..3].iter().any(|tc| tc.cc.transform != 0) {
+            return Err(unsupported(
+                "colour transform over reversible and irreversible components",
+            ));
+        }
+        if fl[0].2.len() == fl[1].2.len() && fl[1].2.len() == fl[2].2.len() {
+            let (a, rest) = fl.split_at_mut(1);
+            let (b, c) = rest.split_at_mut(1);
+            // Inverse ICT (T.800 G.3.2).
+            for ((y, cb), cr) in a[0]
+                .2
+                .iter_mut()
+                .zip(b[0].2.iter_mut())
+                .zip(c[0].2.iter_mut())
+            {
+                let (yy, u, v) = (*y, *cb, *cr);
+                *y = yy + 1.402 * v;
+                *cb = yy - 0.344_136 * u - 0.714_136 * v;
+                *cr = yy + 1.772 * u;
+            }
+        }
+    }
+    Ok(fl
+        .into_iter()
+        .map(|(w, h, d)| Plane {
+            w,
+            h,
+            data: d
+                .iter()
+                .map(|&v| v.round_ties_even().clamp(-2.0e9, 2.0e9) as i32)
+                .collect(),
+        })
+        .collect())
 }
 
 /// Output samples built row by row: level shift, clamp and interleave.
@@ -1283,8 +1439,14 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             if cc.style & 0x80 != 0 {
                 return Err(unsupported("mixed HT / classic code-blocks"));
             }
-            if cc.transform != 1 {
-                return Err(unsupported("irreversible 9/7 wavelet"));
+            match (cc.transform, params.qcd[c].mant.is_empty()) {
+                (1, true) | (0, false) => {}
+                (0 | 1, _) => {
+                    return Err(unsupported(
+                        "quantization style that does not match the wavelet",
+                    ));
+                }
+                _ => return Err(corrupt("bad wavelet transform")),
             }
             if (cc.levels as u32) < reduce {
                 return Err(unsupported(
@@ -1447,7 +1609,8 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             let rg = &tc.geom.res[tc.cc.levels as usize - reduce as usize];
             rg.x0 == ox0 && rg.y0 == oy0 && rg.x1 - rg.x0 == ow && rg.y1 - rg.y0 == oh
         };
-        if ntiles == 1 && tcs.iter().all(covers) {
+        let irrev = tcs.iter().any(|tc| tc.cc.transform == 0);
+        if ntiles == 1 && !irrev && tcs.iter().all(covers) {
             // Synthesise the last level row by row for all components in lockstep, and
             // convert each finished row straight into the output samples.
             let mut tops = Vec::with_capacity(nc);
@@ -1529,11 +1692,15 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             continue;
         }
         let mut comp_planes = Vec::with_capacity(nc);
-        for tc in &tcs {
-            let keep = tc.cc.levels as usize - reduce as usize;
-            comp_planes.push(reconstruct(tc, keep, threads)?);
+        if irrev {
+            comp_planes = reconstruct_irrev_tile(&tcs, reduce, threads, cs.precision, params.mct)?;
+        } else {
+            for tc in &tcs {
+                let keep = tc.cc.levels as usize - reduce as usize;
+                comp_planes.push(reconstruct(tc, keep, threads)?);
+            }
         }
-        if params.mct != 0 && nc >= 3 {
+        if params.mct != 0 && nc >= 3 && !irrev {
             let (a, rest) = comp_planes.split_at_mut(1);
             let (b, c) = rest.split_at_mut(1);
             if a[0].data.len() == b[0].data.len() && b[0].data.len() == c[0].data.len() {

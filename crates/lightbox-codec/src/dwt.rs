@@ -1,5 +1,6 @@
 //! Reversible 5/3 discrete wavelet transform (T.800 Annex F), integer lifting with symmetric
-//! extension, for any start parity and any length including 1.
+//! extension, for any start parity and any length including 1; and the irreversible 9/7
+//! synthesis (floating point) for lossy streams.
 
 /// A rectangular plane of `i32` samples, row-major.
 #[derive(Clone, Debug, Default)]
@@ -516,6 +517,110 @@ fn lift_ring_row<const HIGH: bool>(ring: &mut [i32], w: usize, t: usize, a: usiz
     }
 }
 
+/// Irreversible 9/7 synthesis (T.800 F.3.8.2) in place on an interleaved signal whose first
+/// sample sits at an odd (`odd = true`) or even absolute coordinate; symmetric extension.
+pub(crate) fn inv97_1d(x: &mut [f32], odd: bool) {
+    const K: f32 = 1.230_174_1;
+    const ALPHA: f32 = -1.586_134_3;
+    const BETA: f32 = -0.052_980_117;
+    const GAMMA: f32 = 0.882_911_1;
+    const DELTA: f32 = 0.443_506_87;
+    let n = x.len();
+    if n == 0 {
+        return;
+    }
+    if n == 1 {
+        if odd {
+            x[0] *= 0.5;
+        }
+        return;
+    }
+    // Local index of the first low-pass (even absolute) sample.
+    let lo0 = odd as usize;
+    let hi0 = 1 - lo0;
+    for v in x.iter_mut().skip(lo0).step_by(2) {
+        *v *= K;
+    }
+    for v in x.iter_mut().skip(hi0).step_by(2) {
+        *v *= 1.0 / K;
+    }
+    let refl = |i: isize| -> usize {
+        let m = n as isize - 1;
+        let mut i = i;
+        if i < 0 {
+            i = -i;
+        }
+        if i > m {
+            i = 2 * m - i;
+        }
+        i.clamp(0, m) as usize
+    };
+    let step = |x: &mut [f32], first: usize, c: f32| {
+        let mut i = first;
+        while i < n {
+            let a = x[refl(i as isize - 1)];
+            let b = x[refl(i as isize + 1)];
+            x[i] -= c * (a + b);
+            i += 2;
+        }
+    };
+    step(x, lo0, DELTA);
+    step(x, hi0, GAMMA);
+    step(x, lo0, BETA);
+    step(x, hi0, ALPHA);
+}
+
+/// One irreversible synthesis level: the `w x h` plane at `(x0, y0)` from its four subbands
+/// (`ll`, `hl`, `lh`, `hh`, row-major at their own widths).
+pub(crate) fn inverse_level_97(
+    bands: [&[f32]; 4],
+    x0: u64,
+    y0: u64,
+    w: usize,
+    h: usize,
+) -> Vec<f32> {
+    let mut out = vec![0f32; w * h];
+    if w == 0 || h == 0 {
+        return out;
+    }
+    let nlx = low_count(x0, w);
+    let nhx = w - nlx;
+    let (cx, cy) = (x0.div_ceil(2), y0.div_ceil(2));
+    for y in 0..h {
+        let v = y0 + y as u64;
+        let high_y = v & 1 == 1;
+        let ry = if high_y {
+            (v / 2 - y0 / 2) as usize
+        } else {
+            (v / 2 - cy) as usize
+        };
+        let row = &mut out[y * w..(y + 1) * w];
+        for (x, o) in row.iter_mut().enumerate() {
+            let u = x0 + x as u64;
+            let high_x = u & 1 == 1;
+            let (band, bw, rx) = match (high_x, high_y) {
+                (false, false) => (0, nlx, (u / 2 - cx) as usize),
+                (true, false) => (1, nhx, (u / 2 - x0 / 2) as usize),
+                (false, true) => (2, nlx, (u / 2 - cx) as usize),
+                (true, true) => (3, nhx, (u / 2 - x0 / 2) as usize),
+            };
+            *o = bands[band].get(ry * bw + rx).copied().unwrap_or(0.0);
+        }
+        inv97_1d(row, x0 & 1 == 1);
+    }
+    let mut col = vec![0f32; h];
+    for x in 0..w {
+        for (y, c) in col.iter_mut().enumerate() {
+            *c = out[y * w + x];
+        }
+        inv97_1d(&mut col, y0 & 1 == 1);
+        for (y, c) in col.iter().enumerate() {
+            out[y * w + x] = *c;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +642,70 @@ mod tests {
                 }
                 assert_eq!(x, orig);
             }
+        }
+    }
+
+    /// Forward 9/7 analysis (T.800 F.4.8.2) on an interleaved signal, the inverse of
+    /// [`inv97_1d`].
+    fn fwd97_1d(x: &mut [f32], odd: bool) {
+        const K: f32 = 1.230_174_1;
+        let n = x.len();
+        if n == 1 {
+            if odd {
+                x[0] *= 2.0;
+            }
+            return;
+        }
+        let lo0 = odd as usize;
+        let hi0 = 1 - lo0;
+        let refl = |i: isize| -> usize {
+            let m = n as isize - 1;
+            let i = i.abs();
+            (if i > m { 2 * m - i } else { i }) as usize
+        };
+        let step = |x: &mut [f32], first: usize, c: f32| {
+            let mut i = first;
+            while i < n {
+                let s = x[refl(i as isize - 1)] + x[refl(i as isize + 1)];
+                x[i] += c * s;
+                i += 2;
+            }
+        };
+        step(x, hi0, -1.586_134_3);
+        step(x, lo0, -0.052_980_117);
+        step(x, hi0, 0.882_911_1);
+        step(x, lo0, 0.443_506_87);
+        for (i, v) in x.iter_mut().enumerate() {
+            *v *= if (i + lo0).is_multiple_of(2) {
+                1.0 / K
+            } else {
+                K
+            };
+        }
+    }
+
+    #[test]
+    fn nine_seven_roundtrip() {
+        for n in 1..20 {
+            for odd in [false, true] {
+                let orig: Vec<f32> = (0..n).map(|i| ((i * 37 + 11) % 23) as f32 - 9.0).collect();
+                let mut x = orig.clone();
+                fwd97_1d(&mut x, odd);
+                if n > 2 {
+                    assert_ne!(x, orig);
+                }
+                inv97_1d(&mut x, odd);
+                for (a, b) in x.iter().zip(&orig) {
+                    assert!((a - b).abs() < 1e-3, "n {n} odd {odd}: {x:?} vs {orig:?}");
+                }
+            }
+        }
+        // A constant signal lands in the low band with gain 1 and leaves zero high-pass.
+        let mut x = vec![5.0f32; 9];
+        fwd97_1d(&mut x, false);
+        for (i, v) in x.iter().enumerate() {
+            let want = if i % 2 == 0 { 5.0 } else { 0.0 };
+            assert!((v - want).abs() < 1e-4, "{x:?}");
         }
     }
 

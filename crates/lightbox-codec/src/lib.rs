@@ -1,4 +1,5 @@
-//! Pure-Rust HTJ2K (High-Throughput JPEG 2000, ITU-T T.814 / ISO/IEC 15444-15) lossless codec.
+//! Pure-Rust HTJ2K (High-Throughput JPEG 2000, ITU-T T.814 / ISO/IEC 15444-15) codec: lossless
+//! encoder, lossless and lossy decoder.
 //!
 //! # Encoding
 //!
@@ -23,16 +24,31 @@
 //!
 //! # Decoding
 //!
-//! [`decode`] reads reversible HTJ2K codestreams, raw or inside a JPH/JP2 file's `jp2c` box.
+//! [`decode`] reads reversible (lossless, 5/3) and irreversible (lossy, 9/7) HTJ2K codestreams,
+//! raw or inside a JPH/JP2 file's `jp2c` box — e.g. DICOM transfer syntaxes
+//! 1.2.840.10008.1.2.4.201–203.
 //! It handles any progression order and POC progression changes, several tiles and
 //! tile-parts, image and tile offsets, any precinct and code-block size, several quality
 //! layers, SOP/EPH markers, packed packet headers (PPM/PPT) and COC/QCC overrides. Code-blocks may carry HT cleanup plus
 //! SigProp/MagRef refinement passes (one HT set per code-block, vertically causal mode
 //! included); images have 1–4 components of up to 16 bits. It is tested against OpenJPH 0.9
 //! and 0.26 output and, through this crate's test writers, against OpenJPEG and OpenJPH
-//! decoding the same streams. Irreversible (9/7) streams, classic (non-HT) JPEG 2000
-//! code-blocks, several HT sets per code-block, component subsampling, more than 16 bits
-//! and RGN are rejected with [`CodecError::Unsupported`].
+//! decoding the same streams. Classic (non-HT) JPEG 2000 code-blocks, several HT sets per
+//! code-block, component subsampling, more than 4 components, more than 16 bits, components
+//! of different precision or signedness, and RGN are rejected with [`CodecError::Unsupported`].
+//!
+//! Irreversible streams (as `ojph_compress -reversible false` writes them) use the 9/7 wavelet,
+//! scalar expounded or scalar derived quantization from QCD/QCC (mid-point reconstruction of
+//! the quantization indices) and, for 3 or more components with the colour transform, the
+//! irreversible colour transform (ICT, YCbCr → RGB); samples are rounded (ties to even),
+//! level-shifted and clamped. This path runs in `f32` on whole tile-component planes (not
+//! line-based; reversible streams never touch floating point). It supports everything listed
+//! above for reversible streams (tiles, offsets, progressions, reduced resolutions). The
+//! samples are within ±1 of OpenJPH's `ojph_expand` (about 0.02% differ, the rest are
+//! identical) and within ±1 of OpenJPEG's `opj_decompress` up to 12 bits (more above 12 bits,
+//! where OpenJPEG's float pipeline differs). Lossy decoding is therefore not bit-exact across
+//! decoders: its [`resolution_checksums`] are this decoder's, not a cross-decoder invariant.
+//! A colour transform over a mix of reversible and irreversible components is rejected.
 //! The decoder is line-based: each wavelet level is synthesised row by row, pulling its LL rows
 //! from the level below and decoding its other subbands one code-block row at a time, so apart
 //! from the codestream and the output samples it holds only the base band and a stripe of each

@@ -67,6 +67,17 @@ fn streams() -> Vec<Vec<u8>> {
             },
         ));
     }
+    // Irreversible (9/7, ICT, expounded and derived quantization, tiles) streams written by
+    // ojph_compress -reversible false.
+    for lossy in [
+        &include_bytes!("lossy-corpus/grey12.j2c")[..],
+        &include_bytes!("lossy-corpus/grey12-derived.j2c")[..],
+        &include_bytes!("lossy-corpus/rgb8.j2c")[..],
+        &include_bytes!("lossy-corpus/tiles8.j2c")[..],
+    ] {
+        assert!(decode(lossy, &opts()).is_ok());
+        out.push(lossy.to_vec());
+    }
     out
 }
 
