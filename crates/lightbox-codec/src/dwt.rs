@@ -517,14 +517,38 @@ fn lift_ring_row<const HIGH: bool>(ring: &mut [i32], w: usize, t: usize, a: usiz
     }
 }
 
+const K97: f32 = 1.230_174_1;
+/// Lifting coefficients of the 9/7 synthesis, in order (delta, gamma, beta, alpha), and
+/// whether each updates the low-pass (even) samples.
+const STEPS97: [(f32, bool); 4] = [
+    (0.443_506_87, true),
+    (0.882_911_1, false),
+    (-0.052_980_117, true),
+    (-1.586_134_3, false),
+];
+
+/// `x[i] -= c * (x[i - 1] + x[i + 1])` for `i = first, first + 2, ...`, with symmetric
+/// extension (`x[-1] = x[1]`, `x[n] = x[n - 2]`); `x.len() >= 2`.
+#[inline]
+fn lift97(x: &mut [f32], first: usize, c: f32) {
+    let n = x.len();
+    let mut i = first;
+    if i == 0 {
+        x[0] -= c * (x[1] + x[1]);
+        i = 2;
+    }
+    while i + 1 < n {
+        x[i] -= c * (x[i - 1] + x[i + 1]);
+        i += 2;
+    }
+    if i == n - 1 {
+        x[i] -= c * (x[i - 1] + x[i - 1]);
+    }
+}
+
 /// Irreversible 9/7 synthesis (T.800 F.3.8.2) in place on an interleaved signal whose first
 /// sample sits at an odd (`odd = true`) or even absolute coordinate; symmetric extension.
 pub(crate) fn inv97_1d(x: &mut [f32], odd: bool) {
-    const K: f32 = 1.230_174_1;
-    const ALPHA: f32 = -1.586_134_3;
-    const BETA: f32 = -0.052_980_117;
-    const GAMMA: f32 = 0.882_911_1;
-    const DELTA: f32 = 0.443_506_87;
     let n = x.len();
     if n == 0 {
         return;
@@ -539,35 +563,60 @@ pub(crate) fn inv97_1d(x: &mut [f32], odd: bool) {
     let lo0 = odd as usize;
     let hi0 = 1 - lo0;
     for v in x.iter_mut().skip(lo0).step_by(2) {
-        *v *= K;
+        *v *= K97;
     }
     for v in x.iter_mut().skip(hi0).step_by(2) {
-        *v *= 1.0 / K;
+        *v *= 1.0 / K97;
     }
-    let refl = |i: isize| -> usize {
-        let m = n as isize - 1;
-        let mut i = i;
-        if i < 0 {
-            i = -i;
+    for (c, low) in STEPS97 {
+        lift97(x, if low { lo0 } else { hi0 }, c);
+    }
+}
+
+/// Vertical 9/7 synthesis on a `w`-wide plane of interleaved rows: the same arithmetic as
+/// [`inv97_1d`] on every column, done row by row.
+fn inv97_vertical(data: &mut [f32], w: usize, odd: bool) {
+    let h = data.len() / w.max(1);
+    if w == 0 || h == 0 {
+        return;
+    }
+    if h == 1 {
+        if odd {
+            data.iter_mut().for_each(|v| *v *= 0.5);
         }
-        if i > m {
-            i = 2 * m - i;
+        return;
+    }
+    let lo0 = odd as usize;
+    for (y, row) in data.chunks_exact_mut(w).enumerate() {
+        let k = if (y + lo0).is_multiple_of(2) {
+            K97
+        } else {
+            1.0 / K97
+        };
+        row.iter_mut().for_each(|v| *v *= k);
+    }
+    for (c, low) in STEPS97 {
+        let mut y = if low { lo0 } else { 1 - lo0 };
+        while y < h {
+            let a = if y > 0 { y - 1 } else { y + 1 };
+            let b = if y + 1 < h { y + 1 } else { y - 1 };
+            // Rows a and b lie on the same side of y only at the ends, where a == b.
+            let (before, rest) = data.split_at_mut(y * w);
+            let (row, after) = rest.split_at_mut(w);
+            let pick = |r: usize| -> &[f32] {
+                if r < y {
+                    &before[r * w..(r + 1) * w]
+                } else {
+                    &after[(r - y - 1) * w..(r - y) * w]
+                }
+            };
+            let (ra, rb) = (pick(a), pick(b));
+            for ((v, &p), &q) in row.iter_mut().zip(ra).zip(rb) {
+                *v -= c * (p + q);
+            }
+            y += 2;
         }
-        i.clamp(0, m) as usize
-    };
-    let step = |x: &mut [f32], first: usize, c: f32| {
-        let mut i = first;
-        while i < n {
-            let a = x[refl(i as isize - 1)];
-            let b = x[refl(i as isize + 1)];
-            x[i] -= c * (a + b);
-            i += 2;
-        }
-    };
-    step(x, lo0, DELTA);
-    step(x, hi0, GAMMA);
-    step(x, lo0, BETA);
-    step(x, hi0, ALPHA);
+    }
 }
 
 /// One irreversible synthesis level: the `w x h` plane at `(x0, y0)` from its four subbands
@@ -585,39 +634,25 @@ pub(crate) fn inverse_level_97(
     }
     let nlx = low_count(x0, w);
     let nhx = w - nlx;
-    let (cx, cy) = (x0.div_ceil(2), y0.div_ceil(2));
-    for y in 0..h {
+    let odd = x0 & 1 == 1;
+    for (y, row) in out.chunks_exact_mut(w).enumerate() {
         let v = y0 + y as u64;
-        let high_y = v & 1 == 1;
-        let ry = if high_y {
-            (v / 2 - y0 / 2) as usize
+        // Row index within the subbands of this row's vertical parity.
+        let (lo, hi, ry) = if v & 1 == 1 {
+            (bands[2], bands[3], (v / 2 - y0 / 2) as usize)
         } else {
-            (v / 2 - cy) as usize
+            (bands[0], bands[1], (v / 2 - y0.div_ceil(2)) as usize)
         };
-        let row = &mut out[y * w..(y + 1) * w];
-        for (x, o) in row.iter_mut().enumerate() {
-            let u = x0 + x as u64;
-            let high_x = u & 1 == 1;
-            let (band, bw, rx) = match (high_x, high_y) {
-                (false, false) => (0, nlx, (u / 2 - cx) as usize),
-                (true, false) => (1, nhx, (u / 2 - x0 / 2) as usize),
-                (false, true) => (2, nlx, (u / 2 - cx) as usize),
-                (true, true) => (3, nhx, (u / 2 - x0 / 2) as usize),
-            };
-            *o = bands[band].get(ry * bw + rx).copied().unwrap_or(0.0);
+        let l = lo.get(ry * nlx..(ry + 1) * nlx).unwrap_or(&[]);
+        let hh = hi.get(ry * nhx..(ry + 1) * nhx).unwrap_or(&[]);
+        let (first, second) = if odd { (hh, l) } else { (l, hh) };
+        for (i, o) in row.iter_mut().enumerate() {
+            let src = if i % 2 == 0 { first } else { second };
+            *o = src.get(i / 2).copied().unwrap_or(0.0);
         }
-        inv97_1d(row, x0 & 1 == 1);
+        inv97_1d(row, odd);
     }
-    let mut col = vec![0f32; h];
-    for x in 0..w {
-        for (y, c) in col.iter_mut().enumerate() {
-            *c = out[y * w + x];
-        }
-        inv97_1d(&mut col, y0 & 1 == 1);
-        for (y, c) in col.iter().enumerate() {
-            out[y * w + x] = *c;
-        }
-    }
+    inv97_vertical(&mut out, w, y0 & 1 == 1);
     out
 }
 
