@@ -1262,9 +1262,6 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         if c.precision > 16 {
             return Err(unsupported("more than 16 bits per sample"));
         }
-        if c.dx != 1 || c.dy != 1 {
-            return Err(unsupported("component subsampling"));
-        }
         if c.precision != siz.comps[0].precision || c.signed != siz.comps[0].signed {
             return Err(unsupported(
                 "components with different precision or signedness",
@@ -1283,13 +1280,37 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     } as u32;
     let rx = |v: u32| -> u64 { ceil_div(v as u64, 1u64 << reduce) };
     let (ow, oh) = (rx(siz.xsiz) - rx(siz.xosiz), rx(siz.ysiz) - rx(siz.yosiz));
-    let total = ow.saturating_mul(oh).saturating_mul(nc as u64);
+    // Each component's area (T.800 B.2) at the decoded resolution: (x0, y0, width, height).
+    let comp_area = |c: &CompSiz, reduce: u32| -> (u64, u64, u64, u64) {
+        let (dx, dy) = (c.dx as u64, c.dy as u64);
+        let f = |v: u32, d: u64| ceil_div(ceil_div(v as u64, d), 1u64 << reduce);
+        let (x0, y0) = (f(siz.xosiz, dx), f(siz.yosiz, dy));
+        (x0, y0, f(siz.xsiz, dx) - x0, f(siz.ysiz, dy) - y0)
+    };
+    let areas: Vec<(u64, u64, u64, u64)> = siz.comps.iter().map(|c| comp_area(c, reduce)).collect();
+    // Components of different sizes (at full resolution, or, in odd corner cases of image
+    // offsets, only at the decoded one) are returned planar.
+    let planar = siz.comps.iter().any(|c| {
+        [0, reduce].iter().any(|&r| {
+            let (a, b) = (comp_area(c, r), comp_area(&siz.comps[0], r));
+            (a.2, a.3) != (b.2, b.3)
+        })
+    });
+    let total = areas.iter().fold(0u64, |a, &(_, _, w, h)| {
+        a.saturating_add(w.saturating_mul(h))
+    });
     if total > opts.max_samples {
         return Err(CodecError::LimitExceeded(format!(
-            "{ow}x{oh}x{nc} samples exceed the limit of {}",
+            "{total} samples exceed the limit of {}",
             opts.max_samples
         )));
     }
+    // Without subsampling of comp 0 this is the reference-grid area, as before.
+    let (ow, oh) = if planar {
+        (ow, oh)
+    } else {
+        (areas[0].2, areas[0].3)
+    };
     let (ntx, nty) = num_tiles(siz);
     let ntiles = ntx as u64 * nty as u64;
     if ntiles > 65535 {
@@ -1409,6 +1430,7 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     }
 
     let n_out = (ow * oh) as usize;
+    let n_outs: Vec<usize> = areas.iter().map(|a| (a.2 * a.3) as usize).collect();
     let cs = &siz.comps[0];
     let prec = cs.precision as u32;
     let (lo, hi, shift) = if cs.signed {
@@ -1430,9 +1452,18 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         let tx1 = (siz.xtosiz as u64 + (p + 1) * siz.xtsiz as u64).min(siz.xsiz as u64);
         let ty0 = (siz.ytosiz as u64 + q * siz.ytsiz as u64).max(siz.yosiz as u64);
         let ty1 = (siz.ytosiz as u64 + (q + 1) * siz.ytsiz as u64).min(siz.ysiz as u64);
+        if params.mct != 0
+            && nc >= 3
+            && siz.comps[..3]
+                .iter()
+                .any(|c| (c.dx, c.dy) != (siz.comps[0].dx, siz.comps[0].dy))
+        {
+            return Err(unsupported("colour transform over subsampled components"));
+        }
         let mut tcs = Vec::with_capacity(nc);
         for c in 0..nc {
             let cc = params.comp[c].clone();
+            let (dx, dy) = (siz.comps[c].dx as u64, siz.comps[c].dy as u64);
             if cc.style & 0x40 == 0 {
                 return Err(unsupported("classic (non-HT) JPEG 2000 code-blocks"));
             }
@@ -1453,7 +1484,13 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
                     "tile with fewer levels than the requested reduction",
                 ));
             }
-            let g = geom::build(tx0, ty0, tx1, ty1, &cc);
+            let g = geom::build(
+                ceil_div(tx0, dx),
+                ceil_div(ty0, dy),
+                ceil_div(tx1, dx),
+                ceil_div(ty1, dy),
+                &cc,
+            );
             let mut cbs = Vec::new();
             let mut precs = Vec::new();
             for rg in &g.res {
@@ -1494,7 +1531,8 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             for (r, rg) in tc.geom.res.iter().enumerate() {
                 for pi in 0..rg.npx * rg.npy {
                     let (i, j) = (pi % rg.npx, pi / rg.npx);
-                    let (px, py) = rg.precinct_pos(tc.cc.levels, r, i, j, tx0, ty0);
+                    let (dx, dy) = (siz.comps[c].dx as u64, siz.comps[c].dy as u64);
+                    let (px, py) = rg.precinct_pos(tc.cc.levels, r, i, j, tx0, ty0, dx, dy);
                     let id = all.len() as u32;
                     all.push(Packet {
                         r: r as u8,
@@ -1603,14 +1641,12 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
             }
         }
         // Reconstruct.
-        let ox0 = rx(siz.xosiz);
-        let oy0 = rx(siz.yosiz);
-        let covers = |tc: &TileComp| {
+        let covers = |(tc, a): (&TileComp, &(u64, u64, u64, u64))| {
             let rg = &tc.geom.res[tc.cc.levels as usize - reduce as usize];
-            rg.x0 == ox0 && rg.y0 == oy0 && rg.x1 - rg.x0 == ow && rg.y1 - rg.y0 == oh
+            rg.x0 == a.0 && rg.y0 == a.1 && rg.x1 - rg.x0 == a.2 && rg.y1 - rg.y0 == a.3
         };
         let irrev = tcs.iter().any(|tc| tc.cc.transform == 0);
-        if ntiles == 1 && !irrev && tcs.iter().all(covers) {
+        if ntiles == 1 && !irrev && !planar && tcs.iter().zip(&areas).all(covers) {
             // Synthesise the last level row by row for all components in lockstep, and
             // convert each finished row straight into the output samples.
             let mut tops = Vec::with_capacity(nc);
@@ -1722,8 +1758,10 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         // Place into the output.
         for (c, pl) in comp_planes.into_iter().enumerate() {
             let rg = &tcs[c].geom.res[tcs[c].cc.levels as usize - reduce as usize];
+            let (ox0, oy0, ow, _) = areas[c];
+            let n_out = n_outs[c];
             let (x0, y0) = (rg.x0 - ox0, rg.y0 - oy0);
-            if pl.w as u64 == ow && pl.h as u64 == oh && pl.data.len() == n_out {
+            if pl.w as u64 == ow && pl.h as u64 == areas[c].3 && pl.data.len() == n_out {
                 planes[c] = pl.data;
                 continue;
             }
@@ -1738,8 +1776,8 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
     }
 
     if direct.is_none() {
-        for p in planes.iter_mut() {
-            p.resize(n_out, 0);
+        for (p, &n) in planes.iter_mut().zip(&n_outs) {
+            p.resize(n, 0);
         }
     }
     // Level shift, clamp, interleave.
@@ -1770,8 +1808,20 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         }
         v
     }
+    fn concat<T>(planes: &[Vec<i32>], f: impl Fn(i32) -> T) -> Vec<T> {
+        planes
+            .iter()
+            .flat_map(|p| p.iter().map(|&x| f(x)))
+            .collect()
+    }
     let samples = match direct {
         Some(d) => d,
+        None if planar => match (cs.signed, prec <= 8) {
+            (false, true) => DecodedSamples::U8(concat(&planes, |x| conv(x) as u8)),
+            (false, false) => DecodedSamples::U16(concat(&planes, |x| conv(x) as u16)),
+            (true, true) => DecodedSamples::I8(concat(&planes, |x| conv(x) as i8)),
+            (true, false) => DecodedSamples::I16(concat(&planes, |x| conv(x) as i16)),
+        },
         None => match (cs.signed, prec <= 8) {
             (false, true) => DecodedSamples::U8(gather(&planes, n, |x| conv(x) as u8)),
             (false, false) => DecodedSamples::U16(gather(&planes, n, |x| conv(x) as u16)),
@@ -1789,6 +1839,8 @@ pub(crate) fn decode(data: &[u8], opts: &DecodeOptions) -> Result<DecodedImage, 
         bits_stored: cs.precision,
         signed: cs.signed,
         resolution_levels: main_levels + 1,
+        component_sizes: areas.iter().map(|a| (a.2 as u32, a.3 as u32)).collect(),
+        planar,
         samples,
     })
 }

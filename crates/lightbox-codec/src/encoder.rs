@@ -728,7 +728,7 @@ fn encode_inner(
                 }
                 for pi in 0..rg.npx * rg.npy {
                     let (i, j) = (pi % rg.npx, pi / rg.npx);
-                    let (px, py) = rg.precinct_pos(ccs[c].levels, r, i, j, 0, 0);
+                    let (px, py) = rg.precinct_pos(ccs[c].levels, r, i, j, 0, 0, 1, 1);
                     for l in 0..(lye as usize).min(layers) {
                         let (c64, r64, p64, l64) = (c as u64, r as u64, pi as u64, l as u64);
                         let key = match prog {

@@ -86,32 +86,36 @@ impl ResGeom {
         (cx0 as usize, cx1 as usize, cy0 as usize, cy1 as usize)
     }
 
-    /// Position (in full-resolution component coordinates) at which the position-driven
-    /// progressions (RPCL, PCRL, CPRL; T.800 B.12.1.3) visit precinct `(i, j)`: a precinct that
-    /// is cut by the tile-component origin `(tcx0, tcy0)` is visited at that origin, any other
-    /// at its own top-left corner.
+    /// Position (in reference-grid coordinates) at which the position-driven progressions
+    /// (RPCL, PCRL, CPRL; T.800 B.12.1.3) visit precinct `(i, j)`: a precinct that is cut by
+    /// the tile origin `(tx0, ty0)` is visited at that origin, any other at its own top-left
+    /// corner scaled by the component's subsampling factors `(dx, dy)`.
+    #[allow(clippy::too_many_arguments)]
     pub fn precinct_pos(
         &self,
         levels: u8,
         r: usize,
         i: usize,
         j: usize,
-        tcx0: u64,
-        tcy0: u64,
+        tx0: u64,
+        ty0: u64,
+        dx: u64,
+        dy: u64,
     ) -> (u64, u64) {
         let shift = (levels as usize - r) as u32;
-        let visit = |start: u64, p0: u64, pp: u32, k: usize, origin: u64| -> u64 {
+        let visit = |start: u64, p0: u64, pp: u32, k: usize, origin: u64, d: u64| -> u64 {
             if k == 0 && !start.is_multiple_of(1u64 << pp) {
                 origin
             } else {
                 ((p0 + k as u64) << pp)
                     .checked_shl(shift)
+                    .and_then(|v| v.checked_mul(d))
                     .unwrap_or(u64::MAX)
             }
         };
         (
-            visit(self.x0, self.px0, self.ppx, i, tcx0),
-            visit(self.y0, self.py0, self.ppy, j, tcy0),
+            visit(self.x0, self.px0, self.ppx, i, tx0, dx),
+            visit(self.y0, self.py0, self.ppy, j, ty0, dy),
         )
     }
 }

@@ -34,8 +34,15 @@
 //! included); images have 1–4 components of up to 16 bits. It is tested against OpenJPH 0.9
 //! and 0.26 output and, through this crate's test writers, against OpenJPEG and OpenJPH
 //! decoding the same streams. Classic (non-HT) JPEG 2000 code-blocks, several HT sets per
-//! code-block, component subsampling, more than 4 components, more than 16 bits, components
+//! code-block, more than 4 components, more than 16 bits, components
 //! of different precision or signedness, and RGN are rejected with [`CodecError::Unsupported`].
+//!
+//! Component subsampling (SIZ XRsiz/YRsiz ≠ 1, e.g. 4:2:2 or 4:2:0 as `ojph_compress -downsamp`
+//! writes it) is supported, reversible and irreversible, at full and reduced resolution: each
+//! component has its own size (T.800 B.2) and tile-component geometry. When the components'
+//! sizes differ, [`DecodedImage`] returns them planar (`planar` = true, planes one after
+//! another, sizes in `component_sizes`) instead of interleaved; a colour transform over
+//! components subsampled differently is rejected as unsupported.
 //!
 //! Irreversible streams (as `ojph_compress -reversible false` writes them) use the 9/7 wavelet,
 //! scalar expounded or scalar derived quantization from QCD/QCC (mid-point reconstruction of
@@ -67,7 +74,9 @@
 //! AWS HealthImaging's `PixelDataChecksumFromBaseToFullResolution`. The byte layout hashed is
 //! the one [`DecodedImage::to_le_bytes`] returns: samples interleaved by component, row-major,
 //! one byte per sample when the precision is ≤ 8 bits, otherwise two bytes little-endian
-//! (two's complement for signed data) — the layout of OpenJPH's decoded buffer.
+//! (two's complement for signed data) — the layout of OpenJPH's decoded buffer. For images
+//! whose components differ in size (subsampling) the samples are hashed planar: component 0's
+//! plane, then component 1's, …, each row-major (the layout of `ojph_expand`'s `.yuv` output).
 //! [`encode_lossless_with_checksums`] returns the same list while encoding, computed from the
 //! wavelet transform's LL bands, so an importer need not decode what it has just encoded.
 //! The list has one entry per resolution level, so its length depends on the number of
@@ -239,6 +248,14 @@ pub enum DecodedSamples {
 }
 
 /// A decoded image (or a reduced-resolution version of it).
+///
+/// When all components have the same size, `samples` is interleaved by component and
+/// `width`×`height` is that size. When they differ (component subsampling, e.g. 4:2:0, at
+/// full resolution or at the decoded one),
+/// `planar` is true, `samples` holds the component planes one after another (component 0's
+/// rows, then component 1's, …), `width`×`height` is the image area on the reference grid
+/// and [`DecodedImage::component_sizes`] gives each plane's size; [`DecodedImage::component`]
+/// returns one component in either case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodedImage {
     pub width: u32,
@@ -249,10 +266,57 @@ pub struct DecodedImage {
     pub signed: bool,
     /// Number of resolution levels in the codestream (decomposition levels + 1).
     pub resolution_levels: u8,
+    /// (width, height) of every component at the decoded resolution.
+    pub component_sizes: Vec<(u32, u32)>,
+    /// `samples` holds whole component planes one after another (components differ in size).
+    pub planar: bool,
+    pub samples: DecodedSamples,
+}
+
+/// One component of a [`DecodedImage`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentPlane {
+    pub width: u32,
+    pub height: u32,
+    /// Row-major samples of this component only.
     pub samples: DecodedSamples,
 }
 
 impl DecodedImage {
+    /// Component `c` as its own plane (copied out of `samples`); `None` if out of range.
+    pub fn component(&self, c: usize) -> Option<ComponentPlane> {
+        let &(w, h) = self.component_sizes.get(c)?;
+        let nc = self.component_sizes.len();
+        let start: usize = if self.planar {
+            self.component_sizes[..c]
+                .iter()
+                .map(|&(w, h)| w as usize * h as usize)
+                .sum()
+        } else {
+            c
+        };
+        let n = w as usize * h as usize;
+        fn pick<T: Copy>(v: &[T], planar: bool, start: usize, n: usize, nc: usize) -> Vec<T> {
+            if planar {
+                v.get(start..start + n).unwrap_or(&[]).to_vec()
+            } else {
+                v.iter().skip(start).step_by(nc).take(n).copied().collect()
+            }
+        }
+        let p = self.planar;
+        let samples = match &self.samples {
+            DecodedSamples::U8(v) => DecodedSamples::U8(pick(v, p, start, n, nc)),
+            DecodedSamples::U16(v) => DecodedSamples::U16(pick(v, p, start, n, nc)),
+            DecodedSamples::I8(v) => DecodedSamples::I8(pick(v, p, start, n, nc)),
+            DecodedSamples::I16(v) => DecodedSamples::I16(pick(v, p, start, n, nc)),
+        };
+        Some(ComponentPlane {
+            width: w,
+            height: h,
+            samples,
+        })
+    }
+
     /// The checksum byte layout: 1 byte per sample for ≤ 8 bits, else 2 bytes little-endian.
     pub fn to_le_bytes(&self) -> Vec<u8> {
         match &self.samples {

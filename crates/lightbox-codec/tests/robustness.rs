@@ -74,6 +74,9 @@ fn streams() -> Vec<Vec<u8>> {
         &include_bytes!("lossy-corpus/grey12-derived.j2c")[..],
         &include_bytes!("lossy-corpus/rgb8.j2c")[..],
         &include_bytes!("lossy-corpus/tiles8.j2c")[..],
+        // Component subsampling (4:2:0 lossless, 4:2:2 lossy) from ojph_compress -downsamp.
+        &include_bytes!("subsampling-corpus/yuv420-8.j2c")[..],
+        &include_bytes!("subsampling-corpus/yuv422-10-lossy.j2c")[..],
     ] {
         assert!(decode(lossy, &opts()).is_ok());
         out.push(lossy.to_vec());
@@ -90,7 +93,11 @@ fn opts() -> DecodeOptions {
 
 fn try_all_levels(data: &[u8]) {
     let _ = info(data);
-    let _ = decode(data, &opts());
+    if let Ok(img) = decode(data, &opts()) {
+        for c in 0..=img.components as usize {
+            let _ = img.component(c);
+        }
+    }
     let _ = decode(
         data,
         &DecodeOptions {
