@@ -117,18 +117,25 @@ async fn process(
         }
     };
 
-    let mut headers = parts.headers.clone();
-    if !headers.contains_key(http::header::HOST)
-        && let Some(authority) = parts.uri.authority()
-        && let Ok(v) = HeaderValue::from_str(authority.as_str())
-    {
-        headers.insert(http::header::HOST, v);
-    }
+    // HTTP/2 carries the host as `:authority`; SigV4 signs it as `host`. Copy the headers only
+    // in that case, not on every request.
+    let with_host;
+    let headers = match parts.uri.authority() {
+        Some(authority) if !parts.headers.contains_key(http::header::HOST) => {
+            let mut h = parts.headers.clone();
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+                h.insert(http::header::HOST, v);
+            }
+            with_host = h;
+            &with_host
+        }
+        _ => &parts.headers,
+    };
     let sig_request = lightbox_sigv4::Request {
         method: parts.method.as_str(),
         raw_path: parts.uri.path(),
         raw_query: parts.uri.query(),
-        headers: &headers,
+        headers,
         body: &body,
     };
     if let Err(e) = lightbox_sigv4::verify(

@@ -119,9 +119,7 @@ impl Service {
             .list_datastores(status, cursor.as_ref(), max_results)
             .await
             .map_err(|e| match e {
-                lightbox_storage::StorageError::InvalidCursor => {
-                    ServiceError::Validation("invalid nextToken".into())
-                }
+                lightbox_storage::StorageError::InvalidCursor => crate::token::invalid(),
                 other => other.into(),
             })?;
         let token = next.map(|c| self.tokens.seal(LISTING, filters, &c));

@@ -103,10 +103,6 @@ impl Service {
         })
     }
 
-    pub fn config(&self) -> &ServiceConfig {
-        &self.config
-    }
-
     /// The ARN of a data store or image set in this deployment's region and account.
     pub fn arn(&self, resource: ResourceRef) -> String {
         ResourceArn::new(&self.config.region, &self.config.account_id, resource).to_string()

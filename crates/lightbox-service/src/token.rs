@@ -27,6 +27,15 @@ struct Payload {
     c: String,
 }
 
+/// The error for any nextToken this cluster did not issue for the same listing and filters.
+pub(crate) fn invalid() -> ServiceError {
+    ServiceError::Validation(
+        "1 validation error detected: Value at 'nextToken' failed to satisfy constraint: \
+         Member must be a nextToken returned by a previous call with the same parameters"
+            .into(),
+    )
+}
+
 pub(crate) struct TokenSealer {
     key: Vec<u8>,
 }
@@ -77,13 +86,6 @@ impl TokenSealer {
         filters: &str,
         token: &str,
     ) -> Result<Cursor, ServiceError> {
-        let invalid = || {
-            ServiceError::Validation(
-                "1 validation error detected: Value at 'nextToken' failed to satisfy constraint: \
-                 Member must be a nextToken returned by a previous call with the same parameters"
-                    .into(),
-            )
-        };
         let (p, m) = token.split_once('.').ok_or_else(invalid)?;
         let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| invalid())?;
         let mac = URL_SAFE_NO_PAD.decode(m).map_err(|_| invalid())?;
