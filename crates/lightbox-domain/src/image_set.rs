@@ -102,6 +102,26 @@ pub struct ImageSet {
     pub deleted_at: Option<Millis>,
 }
 
+/// The DICOM elements an image set is found and grouped by: SearchImageSets' `DICOMTags` and
+/// filters, and the primary image set of a series. Values are as stored (trimmed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageSetDicomTags {
+    pub patient_id: Option<String>,
+    pub patient_name: Option<String>,
+    pub patient_birth_date: Option<String>,
+    pub patient_sex: Option<String>,
+    pub accession_number: Option<String>,
+    pub study_id: Option<String>,
+    pub study_instance_uid: Option<String>,
+    pub study_date: Option<String>,
+    pub study_time: Option<String>,
+    pub study_description: Option<String>,
+    pub series_instance_uid: Option<String>,
+    pub series_modality: Option<String>,
+    pub series_body_part: Option<String>,
+    pub series_number: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

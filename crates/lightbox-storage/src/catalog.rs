@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use lightbox_domain::{
-    Datastore, DatastoreId, DatastoreStatus, ImageSet, ImageSetId, Millis, ResourceRef,
+    Datastore, DatastoreId, DatastoreStatus, ImageSet, ImageSetDicomTags, ImageSetId,
+    ImageSetWorkflowStatus, ImportJob, ImportJobStatus, Millis, ResourceRef,
 };
 
 use crate::StorageError;
@@ -130,6 +131,114 @@ pub enum TagOutcome {
     TooManyTags,
 }
 
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateImportJobOutcome {
+    Created(ImportJob),
+    /// A job with the same client token exists in this data store (returned as stored).
+    ExistingToken(ImportJob),
+    DatastoreNotFound,
+    /// Jobs can only start on an ACTIVE data store.
+    DatastoreNotActive(DatastoreStatus),
+    /// The data store already has this many jobs SUBMITTED or IN_PROGRESS.
+    TooManyJobs(u32),
+}
+
+/// One stored frame of an image set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRecord {
+    pub frame_id: String,
+    pub blob_key: String,
+    pub size: u64,
+    pub transfer_syntax: String,
+}
+
+/// What an image set version is found and grouped by, and its document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSetContent {
+    /// The 7 grouping elements (canonical JSON), compared to decide primary membership.
+    pub grouping: String,
+    pub tags: ImageSetDicomTags,
+    pub instance_count: i64,
+    /// Blob key of the gzip metadata document of this version.
+    pub metadata_key: String,
+    pub metadata_size: u64,
+}
+
+/// Input of `create_image_set`: a new image set at version 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewImageSet {
+    /// `version` must be 1; `state`/`workflow_status` as the first version shows them.
+    pub image_set: ImageSet,
+    pub content: ImageSetContent,
+    pub frames: Vec<FrameRecord>,
+    /// The job (or operation) writing it; its pending blobs in `content`/`frames` become owned.
+    pub job_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateImageSetOutcome {
+    Created,
+    /// `is_primary` was requested but the series already has a live primary image set.
+    PrimaryExists {
+        image_set: ImageSet,
+        grouping: String,
+    },
+    DatastoreNotActive,
+}
+
+/// A live primary image set of a series, as the import grouping sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrimaryImageSet {
+    pub image_set: ImageSet,
+    pub grouping: String,
+    pub metadata_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BeginVersionOutcome {
+    /// The new version (latest + 1) exists, LOCKED with the requested workflow status.
+    Begun(i64),
+    /// The image set is LOCKED, DELETED, or its latest version is not the expected one.
+    Conflict(ImageSet),
+    NotFound,
+}
+
+/// How a version written by `begin_image_set_version` ends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VersionCompletion {
+    /// ACTIVE with `status` (e.g. IMPORTED), the new content, frames added and frames that are
+    /// no longer part of the image set from this version on.
+    Succeeded {
+        status: ImageSetWorkflowStatus,
+        content: ImageSetContent,
+        added_frames: Vec<FrameRecord>,
+        removed_frame_ids: Vec<String>,
+    },
+    /// ACTIVE with `status` (e.g. IMPORT_FAILED) and `message`; the content stays the previous
+    /// version's.
+    Failed {
+        status: ImageSetWorkflowStatus,
+        message: String,
+    },
+}
+
+/// One version of an image set as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSetVersion {
+    pub image_set_id: ImageSetId,
+    pub version: i64,
+    pub state: lightbox_domain::ImageSetState,
+    pub workflow_status: ImageSetWorkflowStatus,
+    pub is_primary: bool,
+    pub message: Option<String>,
+    pub forced: bool,
+    pub metadata_key: Option<String>,
+    pub job_id: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub deleted_at: Option<Millis>,
+}
+
 /// The relational half of storage. Implementations must be safe to share between several
 /// Lightbox processes: every guarantee below is enforced by the database, not process memory.
 #[async_trait]
@@ -236,4 +345,116 @@ pub trait Catalog: Send + Sync + 'static {
         &self,
         resource: &ResourceRef,
     ) -> Result<Option<Vec<(String, String)>>, StorageError>;
+
+    /// Inserts an import job and enqueues its work in one transaction, unless the client token
+    /// was used in this data store before; requires an ACTIVE data store and fewer than
+    /// `max_running` unfinished jobs in it.
+    async fn create_import_job(
+        &self,
+        job: &ImportJob,
+        work: NewJob,
+        max_running: u32,
+    ) -> Result<CreateImportJobOutcome, StorageError>;
+
+    async fn get_import_job(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &str,
+    ) -> Result<Option<ImportJob>, StorageError>;
+
+    /// Import jobs of a data store, newest first, optionally of one status.
+    async fn list_import_jobs(
+        &self,
+        datastore_id: &DatastoreId,
+        status: Option<ImportJobStatus>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<ImportJob>, StorageError>;
+
+    /// Compare-and-set of an import job's status (and message; `ended_at` set on final states).
+    async fn transition_import_job(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &str,
+        from: &[ImportJobStatus],
+        to: ImportJobStatus,
+        message: Option<&str>,
+        now: Millis,
+    ) -> Result<Option<ImportJob>, StorageError>;
+
+    /// Records blob keys about to be written by `owner`, before they are written.
+    async fn register_pending_blobs(
+        &self,
+        owner: &str,
+        keys: &[String],
+        now: Millis,
+    ) -> Result<(), StorageError>;
+
+    /// Blob keys `owner` registered that no committed record took over.
+    async fn pending_blobs(&self, owner: &str) -> Result<Vec<String>, StorageError>;
+
+    /// Forgets pending blob records (after their blobs were deleted).
+    async fn forget_pending_blobs(&self, keys: &[String]) -> Result<(), StorageError>;
+
+    /// Creates an image set at version 1 with its frames in one transaction (the data store
+    /// must be ACTIVE); a primary one only if its series has no live primary image set yet.
+    /// Pending blobs named by the new records stop being pending.
+    async fn create_image_set(
+        &self,
+        new: &NewImageSet,
+    ) -> Result<CreateImageSetOutcome, StorageError>;
+
+    /// The live primary image set of a series, if any.
+    async fn find_primary_image_set(
+        &self,
+        datastore_id: &DatastoreId,
+        study_instance_uid: &str,
+        series_instance_uid: &str,
+    ) -> Result<Option<PrimaryImageSet>, StorageError>;
+
+    /// Starts version `expected_latest + 1` of an ACTIVE image set whose latest version is
+    /// `expected_latest`: the image set becomes LOCKED with `status` until
+    /// `complete_image_set_version`. Compare-and-set: anything else is `Conflict`.
+    async fn begin_image_set_version(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        expected_latest: i64,
+        status: ImageSetWorkflowStatus,
+        job_id: &str,
+        now: Millis,
+    ) -> Result<BeginVersionOutcome, StorageError>;
+
+    /// Ends a version started by `begin_image_set_version`; `false` if that version is not
+    /// the LOCKED latest one (already completed).
+    async fn complete_image_set_version(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        version: i64,
+        completion: &VersionCompletion,
+        now: Millis,
+    ) -> Result<bool, StorageError>;
+
+    /// Versions of any image set written by `job_id`, oldest first.
+    async fn image_set_versions_by_job(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<(DatastoreId, ImageSetVersion)>, StorageError>;
+
+    /// One version of an image set.
+    async fn get_image_set_version(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        version: i64,
+    ) -> Result<Option<ImageSetVersion>, StorageError>;
+
+    /// Frames live in `version` of an image set.
+    async fn list_image_frames(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        version: i64,
+    ) -> Result<Vec<FrameRecord>, StorageError>;
 }

@@ -14,8 +14,10 @@ pub mod testsuite;
 
 pub use blob::{BlobStore, ObjectBlobStore};
 pub use catalog::{
-    Catalog, CreateDatastoreOutcome, Cursor, DeleteDatastoreOutcome, Job, JobOutcome, JobState,
-    Lease, NewDatastore, NewJob, Page, TagOutcome,
+    BeginVersionOutcome, Catalog, CreateDatastoreOutcome, CreateImageSetOutcome,
+    CreateImportJobOutcome, Cursor, DeleteDatastoreOutcome, FrameRecord, ImageSetContent,
+    ImageSetVersion, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page,
+    PrimaryImageSet, TagOutcome, VersionCompletion,
 };
 pub use error::StorageError;
 pub use sql::SqlCatalog;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lightbox_domain::{
     Datastore, DatastoreId, DatastoreStatus, ImageSet, ImageSetId, ImageSetState,
-    ImageSetWorkflowStatus, LosslessStorageFormat, Millis, ResourceRef,
+    ImageSetWorkflowStatus, ImportJob, ImportJobStatus, LosslessStorageFormat, Millis, ResourceRef,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -16,8 +16,10 @@ use sqlx::{AnyPool, AssertSqlSafe, Row, SqlSafeStr};
 
 use crate::StorageError;
 use crate::catalog::{
-    Catalog, CreateDatastoreOutcome, Cursor, DeleteDatastoreOutcome, Job, JobOutcome, JobState,
-    Lease, NewDatastore, NewJob, Page, TagOutcome,
+    BeginVersionOutcome, Catalog, CreateDatastoreOutcome, CreateImageSetOutcome,
+    CreateImportJobOutcome, Cursor, DeleteDatastoreOutcome, FrameRecord, ImageSetContent,
+    ImageSetVersion, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page,
+    PrimaryImageSet, TagOutcome, VersionCompletion,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "jobs",
         include_str!("../migrations/common/0002_jobs.sql"),
     ),
+    (
+        3,
+        "import",
+        include_str!("../migrations/common/0003_import.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -49,6 +56,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "jobs",
         include_str!("../migrations/common/0002_jobs.sql"),
+    ),
+    (
+        3,
+        "import",
+        include_str!("../migrations/common/0003_import.sql"),
     ),
 ];
 
@@ -67,6 +79,11 @@ const DATASTORE_COLUMNS: &str = "id, name, status, kms_key_arn, lambda_authorize
 const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, not_before, lease_owner, \
      lease_expires_at, result, created_at, updated_at";
 const IMAGE_SET_COLUMNS: &str = "datastore_id, id, version, state, workflow_status, is_primary, created_at, updated_at, deleted_at";
+const IMPORT_JOB_COLUMNS: &str = "datastore_id, id, name, status, data_access_role_arn, \
+     input_s3_uri, output_s3_uri, input_owner_account_id, import_configuration, message, \
+     submitted_at, ended_at, updated_at, client_token, request_fingerprint";
+const VERSION_COLUMNS: &str = "datastore_id, image_set_id, version, state, workflow_status, \
+     is_primary, message, forced, metadata_key, job_id, created_at, updated_at, deleted_at";
 
 impl SqlCatalog {
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://…` and applies pending
@@ -279,6 +296,149 @@ fn decode_datastore_cursor(c: &Cursor) -> Result<i64, StorageError> {
     c.0.strip_prefix("ds:")
         .and_then(|n| n.parse().ok())
         .ok_or(StorageError::InvalidCursor)
+}
+
+fn import_job_from_row(row: &AnyRow) -> Result<ImportJob, StorageError> {
+    let ds: String = row.try_get("datastore_id")?;
+    let status: String = row.try_get("status")?;
+    Ok(ImportJob {
+        datastore_id: DatastoreId::parse(&ds).map_err(|_| corrupt("import_jobs.datastore_id"))?,
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        status: ImportJobStatus::parse(&status).ok_or_else(|| corrupt("import_jobs.status"))?,
+        data_access_role_arn: row.try_get("data_access_role_arn")?,
+        input_s3_uri: row.try_get("input_s3_uri")?,
+        output_s3_uri: row.try_get("output_s3_uri")?,
+        input_owner_account_id: row.try_get("input_owner_account_id")?,
+        import_configuration: row.try_get("import_configuration")?,
+        message: row.try_get("message")?,
+        submitted_at: Millis(row.try_get("submitted_at")?),
+        ended_at: row.try_get::<Option<i64>, _>("ended_at")?.map(Millis),
+        updated_at: Millis(row.try_get("updated_at")?),
+        client_token: row.try_get("client_token")?,
+        request_fingerprint: row.try_get("request_fingerprint")?,
+    })
+}
+
+fn version_from_row(row: &AnyRow) -> Result<(DatastoreId, ImageSetVersion), StorageError> {
+    let ds: String = row.try_get("datastore_id")?;
+    let id: String = row.try_get("image_set_id")?;
+    let state: String = row.try_get("state")?;
+    let workflow: String = row.try_get("workflow_status")?;
+    Ok((
+        DatastoreId::parse(&ds).map_err(|_| corrupt("image_set_versions.datastore_id"))?,
+        ImageSetVersion {
+            image_set_id: ImageSetId::parse(&id)
+                .map_err(|_| corrupt("image_set_versions.image_set_id"))?,
+            version: row.try_get("version")?,
+            state: ImageSetState::parse(&state)
+                .ok_or_else(|| corrupt("image_set_versions.state"))?,
+            workflow_status: ImageSetWorkflowStatus::parse(&workflow)
+                .ok_or_else(|| corrupt("image_set_versions.workflow_status"))?,
+            is_primary: row.try_get::<i64, _>("is_primary")? != 0,
+            message: row.try_get("message")?,
+            forced: row.try_get::<i64, _>("forced")? != 0,
+            metadata_key: row.try_get("metadata_key")?,
+            job_id: row.try_get("job_id")?,
+            created_at: Millis(row.try_get("created_at")?),
+            updated_at: Millis(row.try_get("updated_at")?),
+            deleted_at: row.try_get::<Option<i64>, _>("deleted_at")?.map(Millis),
+        },
+    ))
+}
+
+fn frame_from_row(row: &AnyRow) -> Result<FrameRecord, StorageError> {
+    Ok(FrameRecord {
+        frame_id: row.try_get("frame_id")?,
+        blob_key: row.try_get("blob_key")?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        transfer_syntax: row.try_get("transfer_syntax")?,
+    })
+}
+
+/// Cursor of the import job listing: submission time and id of the last item returned.
+fn decode_import_job_cursor(c: &Cursor) -> Result<(i64, String), StorageError> {
+    let rest = c.0.strip_prefix("ij:").ok_or(StorageError::InvalidCursor)?;
+    let (at, id) = rest.split_once(':').ok_or(StorageError::InvalidCursor)?;
+    let at = at.parse().map_err(|_| StorageError::InvalidCursor)?;
+    Ok((at, id.to_owned()))
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+/// Inserts frame rows live from `version` and forgets their pending blobs.
+async fn insert_frames(
+    tx: &mut sqlx::AnyConnection,
+    ds: &DatastoreId,
+    id: &ImageSetId,
+    version: i64,
+    frames: &[FrameRecord],
+) -> Result<(), StorageError> {
+    for f in frames {
+        sqlx::query(
+            "INSERT INTO image_frames (datastore_id, image_set_id, frame_id, from_version, \
+             until_version, blob_key, size, transfer_syntax) VALUES ($1, $2, $3, $4, NULL, $5, $6, $7)",
+        )
+        .bind(ds.as_str())
+        .bind(id.as_str())
+        .bind(f.frame_id.as_str())
+        .bind(version)
+        .bind(f.blob_key.as_str())
+        .bind(f.size as i64)
+        .bind(f.transfer_syntax.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
+            .bind(f.blob_key.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes the found-by / grouped-by columns of an image set's latest version.
+async fn write_content(
+    tx: &mut sqlx::AnyConnection,
+    ds: &DatastoreId,
+    id: &ImageSetId,
+    c: &ImageSetContent,
+) -> Result<(), StorageError> {
+    let t = &c.tags;
+    sqlx::query(
+        "UPDATE image_sets SET grouping = $1, patient_id = $2, patient_name = $3, \
+         patient_birth_date = $4, patient_sex = $5, accession_number = $6, study_id = $7, \
+         study_instance_uid = $8, study_date = $9, study_time = $10, study_description = $11, \
+         series_instance_uid = $12, series_modality = $13, series_body_part = $14, \
+         series_number = $15, instance_count = $16 WHERE datastore_id = $17 AND id = $18",
+    )
+    .bind(c.grouping.as_str())
+    .bind(t.patient_id.clone())
+    .bind(t.patient_name.clone())
+    .bind(t.patient_birth_date.clone())
+    .bind(t.patient_sex.clone())
+    .bind(t.accession_number.clone())
+    .bind(t.study_id.clone())
+    .bind(t.study_instance_uid.clone())
+    .bind(t.study_date.clone())
+    .bind(t.study_time.clone())
+    .bind(t.study_description.clone())
+    .bind(t.series_instance_uid.clone())
+    .bind(t.series_modality.clone())
+    .bind(t.series_body_part.clone())
+    .bind(t.series_number)
+    .bind(c.instance_count)
+    .bind(ds.as_str())
+    .bind(id.as_str())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
+        .bind(c.metadata_key.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 impl SqlCatalog {
@@ -796,5 +956,595 @@ impl Catalog for SqlCatalog {
             .map(|r| Ok((r.try_get("tag_key")?, r.try_get("tag_value")?)))
             .collect::<Result<Vec<_>, StorageError>>()
             .map(Some)
+    }
+
+    async fn create_import_job(
+        &self,
+        job: &ImportJob,
+        work: NewJob,
+        max_running: u32,
+    ) -> Result<CreateImportJobOutcome, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let Some(d) = self.lock_datastore(&mut tx, &job.datastore_id).await? else {
+            tx.rollback().await?;
+            return Ok(CreateImportJobOutcome::DatastoreNotFound);
+        };
+        let existing = sqlx::query(Self::sql(format!(
+            "SELECT {IMPORT_JOB_COLUMNS} FROM import_jobs WHERE datastore_id = $1 AND client_token = $2"
+        )))
+        .bind(job.datastore_id.as_str())
+        .bind(job.client_token.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            let found = import_job_from_row(&row)?;
+            tx.rollback().await?;
+            return Ok(CreateImportJobOutcome::ExistingToken(found));
+        }
+        if d.status != DatastoreStatus::Active {
+            tx.rollback().await?;
+            return Ok(CreateImportJobOutcome::DatastoreNotActive(d.status));
+        }
+        let running: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM import_jobs WHERE datastore_id = $1 AND status IN ($2, $3)",
+        )
+        .bind(job.datastore_id.as_str())
+        .bind(ImportJobStatus::Submitted.as_str())
+        .bind(ImportJobStatus::InProgress.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if running >= i64::from(max_running) {
+            tx.rollback().await?;
+            return Ok(CreateImportJobOutcome::TooManyJobs(max_running));
+        }
+        sqlx::query(Self::sql(format!(
+            "INSERT INTO import_jobs ({IMPORT_JOB_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        )))
+        .bind(job.datastore_id.as_str())
+        .bind(job.id.as_str())
+        .bind(job.name.clone())
+        .bind(job.status.as_str())
+        .bind(job.data_access_role_arn.as_str())
+        .bind(job.input_s3_uri.as_str())
+        .bind(job.output_s3_uri.as_str())
+        .bind(job.input_owner_account_id.clone())
+        .bind(job.import_configuration.clone())
+        .bind(job.message.clone())
+        .bind(job.submitted_at.0)
+        .bind(job.ended_at.map(|m| m.0))
+        .bind(job.updated_at.0)
+        .bind(job.client_token.as_str())
+        .bind(job.request_fingerprint.as_str())
+        .execute(&mut *tx)
+        .await?;
+        insert_job(&mut tx, &work, job.submitted_at).await?;
+        tx.commit().await?;
+        Ok(CreateImportJobOutcome::Created(job.clone()))
+    }
+
+    async fn get_import_job(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &str,
+    ) -> Result<Option<ImportJob>, StorageError> {
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {IMPORT_JOB_COLUMNS} FROM import_jobs WHERE datastore_id = $1 AND id = $2"
+        )))
+        .bind(datastore_id.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(import_job_from_row).transpose()
+    }
+
+    async fn list_import_jobs(
+        &self,
+        datastore_id: &DatastoreId,
+        status: Option<ImportJobStatus>,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<ImportJob>, StorageError> {
+        let after = after.map(decode_import_job_cursor).transpose()?;
+        let mut sql =
+            format!("SELECT {IMPORT_JOB_COLUMNS} FROM import_jobs WHERE datastore_id = $1");
+        let mut n = 1;
+        if status.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND status = ${n}"));
+        }
+        if after.is_some() {
+            sql.push_str(&format!(
+                " AND (submitted_at < ${} OR (submitted_at = ${} AND id < ${}))",
+                n + 1,
+                n + 1,
+                n + 2
+            ));
+            n += 2;
+        }
+        sql.push_str(&format!(
+            " ORDER BY submitted_at DESC, id DESC LIMIT ${}",
+            n + 1
+        ));
+        let mut q = sqlx::query(Self::sql(sql)).bind(datastore_id.as_str());
+        if let Some(s) = status {
+            q = q.bind(s.as_str());
+        }
+        if let Some((at, id)) = &after {
+            q = q.bind(*at).bind(id.as_str());
+        }
+        let rows = q.bind(i64::from(limit) + 1).fetch_all(&self.pool).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(limit as usize) {
+            items.push(import_job_from_row(row)?);
+        }
+        let next = (rows.len() > limit as usize)
+            .then(|| items.last())
+            .flatten()
+            .map(|j| Cursor(format!("ij:{}:{}", j.submitted_at.0, j.id)));
+        Ok(Page { items, next })
+    }
+
+    async fn transition_import_job(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &str,
+        from: &[ImportJobStatus],
+        to: ImportJobStatus,
+        message: Option<&str>,
+        now: Millis,
+    ) -> Result<Option<ImportJob>, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {IMPORT_JOB_COLUMNS} FROM import_jobs WHERE datastore_id = $1 AND id = $2{}",
+            self.for_update()
+        )))
+        .bind(datastore_id.as_str())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(mut job) = row.as_ref().map(import_job_from_row).transpose()? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        if !from.contains(&job.status) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let ended = to.is_final().then_some(now.0);
+        sqlx::query(
+            "UPDATE import_jobs SET status = $1, message = $2, ended_at = $3, updated_at = $4 \
+             WHERE datastore_id = $5 AND id = $6",
+        )
+        .bind(to.as_str())
+        .bind(message)
+        .bind(ended)
+        .bind(now.0)
+        .bind(datastore_id.as_str())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        job.status = to;
+        job.message = message.map(str::to_owned);
+        job.ended_at = ended.map(Millis);
+        job.updated_at = now;
+        Ok(Some(job))
+    }
+
+    async fn register_pending_blobs(
+        &self,
+        owner: &str,
+        keys: &[String],
+        now: Millis,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for k in keys {
+            sqlx::query(
+                "INSERT INTO pending_blobs (blob_key, owner, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (blob_key) DO NOTHING",
+            )
+            .bind(k.as_str())
+            .bind(owner)
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn pending_blobs(&self, owner: &str) -> Result<Vec<String>, StorageError> {
+        let rows =
+            sqlx::query("SELECT blob_key FROM pending_blobs WHERE owner = $1 ORDER BY blob_key")
+                .bind(owner)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| Ok(r.try_get("blob_key")?)).collect()
+    }
+
+    async fn forget_pending_blobs(&self, keys: &[String]) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        for k in keys {
+            sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
+                .bind(k.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_image_set(
+        &self,
+        new: &NewImageSet,
+    ) -> Result<CreateImageSetOutcome, StorageError> {
+        let s = &new.image_set;
+        let c = &new.content;
+        let mut tx = self.begin_write().await?;
+        let d = self.lock_datastore(&mut tx, &s.datastore_id).await?;
+        if d.map(|d| d.status) != Some(DatastoreStatus::Active) {
+            tx.rollback().await?;
+            return Ok(CreateImageSetOutcome::DatastoreNotActive);
+        }
+        if s.is_primary {
+            let (study, series) = (
+                c.tags.study_instance_uid.as_deref().unwrap_or(""),
+                c.tags.series_instance_uid.as_deref().unwrap_or(""),
+            );
+            if let Some(p) = self
+                .primary_of(&mut tx, &s.datastore_id, study, series)
+                .await?
+            {
+                tx.rollback().await?;
+                return Ok(CreateImageSetOutcome::PrimaryExists {
+                    image_set: p.image_set,
+                    grouping: p.grouping,
+                });
+            }
+        }
+        let inserted = sqlx::query(Self::sql(format!(
+            "INSERT INTO image_sets ({IMAGE_SET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        )))
+        .bind(s.datastore_id.as_str())
+        .bind(s.id.as_str())
+        .bind(s.version)
+        .bind(s.state.as_str())
+        .bind(s.workflow_status.as_str())
+        .bind(i64::from(s.is_primary))
+        .bind(s.created_at.0)
+        .bind(s.updated_at.0)
+        .bind(s.deleted_at.map(|m| m.0))
+        .execute(&mut *tx)
+        .await;
+        if let Err(e) = &inserted
+            && is_unique_violation(e)
+            && s.is_primary
+        {
+            // Another writer created the series' primary image set between our check and
+            // this insert (PostgreSQL): report it like the check would have.
+            tx.rollback().await?;
+            let p = self
+                .find_primary_image_set(
+                    &s.datastore_id,
+                    c.tags.study_instance_uid.as_deref().unwrap_or(""),
+                    c.tags.series_instance_uid.as_deref().unwrap_or(""),
+                )
+                .await?
+                .ok_or_else(|| StorageError::Backend("primary image set vanished".into()))?;
+            return Ok(CreateImageSetOutcome::PrimaryExists {
+                image_set: p.image_set,
+                grouping: p.grouping,
+            });
+        }
+        inserted?;
+        write_content(&mut tx, &s.datastore_id, &s.id, c).await?;
+        self.insert_version(&mut tx, s, None, &new.job_id, Some(c))
+            .await?;
+        insert_frames(&mut tx, &s.datastore_id, &s.id, s.version, &new.frames).await?;
+        tx.commit().await?;
+        Ok(CreateImageSetOutcome::Created)
+    }
+
+    async fn find_primary_image_set(
+        &self,
+        datastore_id: &DatastoreId,
+        study_instance_uid: &str,
+        series_instance_uid: &str,
+    ) -> Result<Option<PrimaryImageSet>, StorageError> {
+        let mut conn = self.pool.acquire().await?;
+        self.primary_of(
+            &mut conn,
+            datastore_id,
+            study_instance_uid,
+            series_instance_uid,
+        )
+        .await
+    }
+
+    async fn begin_image_set_version(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        expected_latest: i64,
+        status: ImageSetWorkflowStatus,
+        job_id: &str,
+        now: Millis,
+    ) -> Result<BeginVersionOutcome, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {IMAGE_SET_COLUMNS} FROM image_sets WHERE datastore_id = $1 AND id = $2{}",
+            self.for_update()
+        )))
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(current) = row.as_ref().map(image_set_from_row).transpose()? else {
+            tx.rollback().await?;
+            return Ok(BeginVersionOutcome::NotFound);
+        };
+        if current.state != ImageSetState::Active || current.version != expected_latest {
+            tx.rollback().await?;
+            return Ok(BeginVersionOutcome::Conflict(current));
+        }
+        let next = ImageSet {
+            version: expected_latest + 1,
+            state: ImageSetState::Locked,
+            workflow_status: status,
+            updated_at: now,
+            ..current
+        };
+        sqlx::query(
+            "UPDATE image_sets SET version = $1, state = $2, workflow_status = $3, updated_at = $4 \
+             WHERE datastore_id = $5 AND id = $6",
+        )
+        .bind(next.version)
+        .bind(next.state.as_str())
+        .bind(next.workflow_status.as_str())
+        .bind(now.0)
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        self.insert_version(&mut tx, &next, Some(expected_latest), job_id, None)
+            .await?;
+        tx.commit().await?;
+        Ok(BeginVersionOutcome::Begun(next.version))
+    }
+
+    async fn complete_image_set_version(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        version: i64,
+        completion: &VersionCompletion,
+        now: Millis,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {IMAGE_SET_COLUMNS} FROM image_sets WHERE datastore_id = $1 AND id = $2{}",
+            self.for_update()
+        )))
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let current = row.as_ref().map(image_set_from_row).transpose()?;
+        if !current.is_some_and(|c| c.version == version && c.state == ImageSetState::Locked) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let (status, message) = match completion {
+            VersionCompletion::Succeeded {
+                status,
+                content,
+                added_frames,
+                removed_frame_ids,
+            } => {
+                write_content(&mut tx, datastore_id, id, content).await?;
+                sqlx::query(
+                    "UPDATE image_set_versions SET metadata_key = $1, metadata_size = $2 \
+                     WHERE datastore_id = $3 AND image_set_id = $4 AND version = $5",
+                )
+                .bind(content.metadata_key.as_str())
+                .bind(content.metadata_size as i64)
+                .bind(datastore_id.as_str())
+                .bind(id.as_str())
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+                for f in removed_frame_ids {
+                    sqlx::query(
+                        "UPDATE image_frames SET until_version = $1 WHERE datastore_id = $2 \
+                         AND image_set_id = $3 AND frame_id = $4 AND until_version IS NULL",
+                    )
+                    .bind(version)
+                    .bind(datastore_id.as_str())
+                    .bind(id.as_str())
+                    .bind(f.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                insert_frames(&mut tx, datastore_id, id, version, added_frames).await?;
+                (*status, None)
+            }
+            VersionCompletion::Failed { status, message } => (*status, Some(message.as_str())),
+        };
+        sqlx::query(
+            "UPDATE image_set_versions SET state = $1, workflow_status = $2, message = $3, \
+             updated_at = $4 WHERE datastore_id = $5 AND image_set_id = $6 AND version = $7",
+        )
+        .bind(ImageSetState::Active.as_str())
+        .bind(status.as_str())
+        .bind(message)
+        .bind(now.0)
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE image_sets SET state = $1, workflow_status = $2, updated_at = $3 \
+             WHERE datastore_id = $4 AND id = $5",
+        )
+        .bind(ImageSetState::Active.as_str())
+        .bind(status.as_str())
+        .bind(now.0)
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn image_set_versions_by_job(
+        &self,
+        job_id: &str,
+    ) -> Result<Vec<(DatastoreId, ImageSetVersion)>, StorageError> {
+        let rows = sqlx::query(Self::sql(format!(
+            "SELECT {VERSION_COLUMNS} FROM image_set_versions WHERE job_id = $1 \
+             ORDER BY created_at, image_set_id, version"
+        )))
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn get_image_set_version(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        version: i64,
+    ) -> Result<Option<ImageSetVersion>, StorageError> {
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {VERSION_COLUMNS} FROM image_set_versions \
+             WHERE datastore_id = $1 AND image_set_id = $2 AND version = $3"
+        )))
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .as_ref()
+            .map(version_from_row)
+            .transpose()?
+            .map(|(_, v)| v))
+    }
+
+    async fn list_image_frames(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        version: i64,
+    ) -> Result<Vec<FrameRecord>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT frame_id, blob_key, size, transfer_syntax FROM image_frames \
+             WHERE datastore_id = $1 AND image_set_id = $2 AND from_version <= $3 \
+             AND (until_version IS NULL OR until_version > $3) ORDER BY frame_id",
+        )
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(version)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(frame_from_row).collect()
+    }
+}
+
+impl SqlCatalog {
+    /// The live primary image set of a series, inside an open transaction or connection.
+    async fn primary_of(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        ds: &DatastoreId,
+        study: &str,
+        series: &str,
+    ) -> Result<Option<PrimaryImageSet>, StorageError> {
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {IMAGE_SET_COLUMNS}, grouping FROM image_sets WHERE datastore_id = $1 \
+             AND study_instance_uid = $2 AND series_instance_uid = $3 AND is_primary = 1 \
+             AND state <> $4"
+        )))
+        .bind(ds.as_str())
+        .bind(study)
+        .bind(series)
+        .bind(ImageSetState::Deleted.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let image_set = image_set_from_row(&row)?;
+        let grouping: Option<String> = row.try_get("grouping")?;
+        // The document of the latest *completed* version (a LOCKED latest has none yet).
+        let key = sqlx::query(
+            "SELECT metadata_key FROM image_set_versions WHERE datastore_id = $1 \
+             AND image_set_id = $2 AND metadata_key IS NOT NULL ORDER BY version DESC LIMIT 1",
+        )
+        .bind(ds.as_str())
+        .bind(image_set.id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get::<String, _>("metadata_key"))
+        .transpose()?;
+        Ok(Some(PrimaryImageSet {
+            image_set,
+            grouping: grouping.unwrap_or_default(),
+            metadata_key: key.unwrap_or_default(),
+        }))
+    }
+
+    /// Records a version row mirroring `s`; its document is `content`'s, or (for a version
+    /// still being written) the previous version's until it completes.
+    async fn insert_version(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        s: &ImageSet,
+        previous: Option<i64>,
+        job_id: &str,
+        content: Option<&ImageSetContent>,
+    ) -> Result<(), StorageError> {
+        let (key, size) = match (content, previous) {
+            (Some(c), _) => (Some(c.metadata_key.clone()), Some(c.metadata_size as i64)),
+            (None, Some(prev)) => {
+                let row = sqlx::query(
+                    "SELECT metadata_key, metadata_size FROM image_set_versions \
+                     WHERE datastore_id = $1 AND image_set_id = $2 AND version = $3",
+                )
+                .bind(s.datastore_id.as_str())
+                .bind(s.id.as_str())
+                .bind(prev)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match row {
+                    Some(r) => (r.try_get("metadata_key")?, r.try_get("metadata_size")?),
+                    None => (None, None),
+                }
+            }
+            (None, None) => (None, None),
+        };
+        sqlx::query(
+            "INSERT INTO image_set_versions (datastore_id, image_set_id, version, state, \
+             workflow_status, is_primary, message, forced, metadata_key, metadata_size, job_id, \
+             created_at, updated_at, deleted_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, $7, $8, $9, $10, $10, $11)",
+        )
+        .bind(s.datastore_id.as_str())
+        .bind(s.id.as_str())
+        .bind(s.version)
+        .bind(s.state.as_str())
+        .bind(s.workflow_status.as_str())
+        .bind(i64::from(s.is_primary))
+        .bind(key)
+        .bind(size)
+        .bind(job_id)
+        .bind(s.updated_at.0)
+        .bind(s.deleted_at.map(|m| m.0))
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 }

@@ -59,6 +59,7 @@ pub async fn run(catalog: Arc<dyn Catalog>) {
     tags(&*catalog).await;
     quota(&*catalog).await;
     jobs(catalog.clone()).await;
+    super::imports::run(catalog.clone()).await;
 }
 
 async fn settings(c: &dyn Catalog) {
