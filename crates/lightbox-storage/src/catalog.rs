@@ -210,7 +210,7 @@ pub enum VersionCompletion {
     /// no longer part of the image set from this version on.
     Succeeded {
         status: ImageSetWorkflowStatus,
-        content: ImageSetContent,
+        content: Box<ImageSetContent>,
         added_frames: Vec<FrameRecord>,
         removed_frame_ids: Vec<String>,
     },

@@ -316,10 +316,10 @@ async fn image_set_versions(c: &dyn Catalog) {
             2,
             &VersionCompletion::Succeeded {
                 status: ImageSetWorkflowStatus::Imported,
-                content: ImageSetContent {
+                content: Box::new(ImageSetContent {
                     instance_count: 2,
                     ..content("1.2", "1.2.3", "doc-2")
-                },
+                }),
                 added_frames: vec![frame("doc-2-f1")],
                 removed_frame_ids: vec!["doc-1-f2".into()],
             },
