@@ -9,6 +9,7 @@ need_apt=()
 command -v ojph_compress >/dev/null 2>&1 || need_apt+=(openjph-tools)
 command -v opj_decompress >/dev/null 2>&1 || need_apt+=(libopenjp2-tools)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
@@ -22,11 +23,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-stamp=.venv/.lightbox-deps-v1
+stamp=.venv/.lightbox-deps-v2
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check \
     'boto3>=1.40' 'awscli>=1.40' 'pydicom==3.0.2' 'pydicom-data==1.0.0' numpy \
-    'imagecodecs' 'pylibjpeg>=2' 'pylibjpeg-openjpeg>=2.4' pytest
+    'imagecodecs' 'pylibjpeg>=2' 'pylibjpeg-openjpeg>=2.4' 'pylibjpeg-libjpeg>=2.3' pillow pytest
   touch "$stamp"
 fi
 echo "test environment ready: $(.venv/bin/python --version), ojph $(command -v ojph_compress), opj $(command -v opj_decompress)"
