@@ -1,0 +1,229 @@
+//! DICOM elements → the attribute encoding of the HealthImaging metadata document (notes §5.2).
+//!
+//! * Keys are standard dictionary keywords; private tags (odd group), group lengths other than
+//!   (0002,0000), tags missing from the dictionary, and a second element whose keyword is already
+//!   taken in the same map (repeating groups such as 60xx) use the 8-upper-hex tag as key, and
+//!   their VR goes into the instance's `DICOMVRs` map (nested ones too).
+//! * Text VRs → JSON strings. Trailing NUL bytes are always removed. IS and DS keep their
+//!   trailing spaces exactly as stored (`"SeriesNumber": "1 "`, `"RescaleIntercept": "-1000 "`
+//!   in AWS output); every other text VR loses trailing spaces (`"PatientName": "NAME^NONE"` and
+//!   `"ImageType": [.., "AXIAL"]` in AWS output, whose stored values were space-padded to an
+//!   even length). Leading spaces are kept. Multi-valued text (VM > 1, split on backslash; never
+//!   for LT, ST, UT, UR) → array of strings. PN stays one plain string.
+//! * An empty value (zero length, or only padding for a single value) → `null`.
+//! * US SS UL SL SV UV FL FD → JSON numbers (non-finite floats → `null`); VM > 1 → arrays.
+//!   AT → `"GGGGEEEE"` (arrays for VM > 1).
+//! * OB OW OD OF OL OV UN → base64 of the little-endian bytes.
+//! * SQ → array of objects keyed the same way; Pixel Data, Float Pixel Data, Double Float
+//!   Pixel Data → `null`; any encapsulated value → `null`.
+//!
+//! Text is already UTF-8: dicom-rs decodes it with the Specific Character Set. The value of
+//! SpecificCharacterSet itself is kept as stored.
+
+use base64::Engine as _;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::header::Header;
+use dicom_core::value::{PrimitiveValue, Value};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
+use serde_json::{Map, Number, Value as Json};
+
+/// The metadata key of a tag and whether it is a hex key (needs a `DICOMVRs` entry).
+pub fn key_of(tag: Tag) -> (String, bool) {
+    if tag.0 % 2 == 1 || (tag.1 == 0 && tag.0 != 0x0002) {
+        return (hex_key(tag), true);
+    }
+    match StandardDataDictionary.by_tag(tag) {
+        Some(e) if !e.alias().is_empty() => (e.alias().to_string(), false),
+        _ => (hex_key(tag), true),
+    }
+}
+
+pub fn hex_key(tag: Tag) -> String {
+    format!("{:04X}{:04X}", tag.0, tag.1)
+}
+
+/// The tag a metadata key stands for (for ordering); `None` for keys that are neither.
+pub fn tag_of_key(key: &str) -> Option<Tag> {
+    if key.len() == 8 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let v = u32::from_str_radix(key, 16).ok()?;
+        return Some(Tag((v >> 16) as u16, v as u16));
+    }
+    StandardDataDictionary.by_name(key).map(|e| e.tag())
+}
+
+/// Converts elements into one `DICOM` map, recording hex keys' VRs in `vrs`.
+pub struct Converter<'a> {
+    pub vrs: &'a mut Map<String, Json>,
+}
+
+impl Converter<'_> {
+    /// Converts one element to its key and value; the key is decided against `map` (collision
+    /// with an existing keyword → hex key).
+    pub fn entry(&mut self, elem: &InMemElement, map: &Map<String, Json>) -> (String, Json) {
+        let tag = elem.tag();
+        let (mut key, mut hex) = key_of(tag);
+        if !hex && map.contains_key(&key) {
+            key = hex_key(tag);
+            hex = true;
+        }
+        if hex {
+            self.vrs
+                .insert(key.clone(), Json::String(elem.vr().to_string().to_string()));
+        }
+        (key, self.value(elem))
+    }
+
+    /// Converts all elements of an object into a new map in tag order.
+    pub fn object(&mut self, obj: &InMemDicomObject) -> Map<String, Json> {
+        let mut map = Map::new();
+        for elem in obj {
+            let (k, v) = self.entry(elem, &map);
+            map.insert(k, v);
+        }
+        map
+    }
+
+    fn value(&mut self, elem: &InMemElement) -> Json {
+        let tag = elem.tag();
+        if tag == Tag(0x7FE0, 0x0010) || tag == Tag(0x7FE0, 0x0008) || tag == Tag(0x7FE0, 0x0009) {
+            return Json::Null;
+        }
+        match elem.value() {
+            Value::Sequence(seq) => Json::Array(
+                seq.items()
+                    .iter()
+                    .map(|item| Json::Object(self.object(item)))
+                    .collect(),
+            ),
+            Value::PixelSequence(_) => Json::Null,
+            Value::Primitive(p) => primitive(elem.vr(), p),
+        }
+    }
+}
+
+fn keeps_trailing_spaces(vr: VR) -> bool {
+    matches!(vr, VR::IS | VR::DS)
+}
+
+fn clean(s: &str, vr: VR) -> String {
+    let s = s.trim_end_matches('\0');
+    if keeps_trailing_spaces(vr) {
+        s.to_string()
+    } else {
+        s.trim_end_matches([' ', '\0']).to_string()
+    }
+}
+
+fn many<T>(items: &[T], f: impl Fn(&T) -> Json) -> Json {
+    match items.len() {
+        0 => Json::Null,
+        1 => f(&items[0]),
+        _ => Json::Array(items.iter().map(f).collect()),
+    }
+}
+
+fn float(v: f64) -> Json {
+    Number::from_f64(v).map(Json::Number).unwrap_or(Json::Null)
+}
+
+fn is_binary_vr(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::OB | VR::OW | VR::OD | VR::OF | VR::OL | VR::OV | VR::UN
+    )
+}
+
+fn base64_le(p: &PrimitiveValue) -> Json {
+    let mut bytes = Vec::new();
+    match p {
+        PrimitiveValue::U8(v) => bytes.extend_from_slice(v),
+        PrimitiveValue::I16(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+        PrimitiveValue::U16(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+        PrimitiveValue::I32(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+        PrimitiveValue::U32(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+        PrimitiveValue::I64(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+        PrimitiveValue::U64(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+        PrimitiveValue::F32(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+        PrimitiveValue::F64(v) => v.iter().for_each(|x| bytes.extend(x.to_le_bytes())),
+        PrimitiveValue::Empty => return Json::Null,
+        other => bytes.extend_from_slice(&other.to_bytes()),
+    }
+    Json::String(base64::engine::general_purpose::STANDARD.encode(&bytes))
+}
+
+/// One primitive value by VR.
+pub fn primitive(vr: VR, p: &PrimitiveValue) -> Json {
+    if matches!(p, PrimitiveValue::Empty) {
+        return Json::Null;
+    }
+    if is_binary_vr(vr) {
+        return base64_le(p);
+    }
+    match p {
+        PrimitiveValue::Empty => Json::Null,
+        PrimitiveValue::Str(s) => {
+            let s = clean(s, vr);
+            if s.is_empty() {
+                Json::Null
+            } else {
+                Json::String(s)
+            }
+        }
+        PrimitiveValue::Strs(v) => {
+            if v.len() == 1 {
+                let s = clean(&v[0], vr);
+                if s.is_empty() {
+                    Json::Null
+                } else {
+                    Json::String(s)
+                }
+            } else {
+                Json::Array(v.iter().map(|s| Json::String(clean(s, vr))).collect())
+            }
+        }
+        PrimitiveValue::Tags(v) => many(v, |t| Json::String(hex_key(*t))),
+        PrimitiveValue::U8(v) => many(v, |x| Json::from(*x)),
+        PrimitiveValue::I16(v) => many(v, |x| Json::from(*x)),
+        PrimitiveValue::U16(v) => many(v, |x| Json::from(*x)),
+        PrimitiveValue::I32(v) => many(v, |x| Json::from(*x)),
+        PrimitiveValue::U32(v) => many(v, |x| Json::from(*x)),
+        PrimitiveValue::I64(v) => many(v, |x| Json::from(*x)),
+        PrimitiveValue::U64(v) => many(v, |x| Json::from(*x)),
+        PrimitiveValue::F32(v) => many(v, |x| float(f64::from(*x))),
+        PrimitiveValue::F64(v) => many(v, |x| float(*x)),
+        // Dates and times are only produced by dicom-rs's interpreted strategy; render them as
+        // their DICOM text.
+        other => {
+            let s = other.to_str();
+            let parts: Vec<&str> = s.split('\\').collect();
+            if parts.len() == 1 {
+                let s = clean(parts[0], vr);
+                if s.is_empty() {
+                    Json::Null
+                } else {
+                    Json::String(s)
+                }
+            } else {
+                Json::Array(parts.iter().map(|s| Json::String(clean(s, vr))).collect())
+            }
+        }
+    }
+}
+
+/// The trimmed text of a top-level element (both ends, spaces and NUL), for UIDs, search and
+/// grouping values. `None` when absent or empty.
+pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let elem = obj.element_opt(tag).ok().flatten()?;
+    let Value::Primitive(p) = elem.value() else {
+        return None;
+    };
+    if matches!(p, PrimitiveValue::Empty) {
+        return None;
+    }
+    let s = p.to_str();
+    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
+    (!s.is_empty()).then(|| s.to_string())
+}
