@@ -957,3 +957,78 @@ fn encode_j2k(px: &Pixels) -> Result<(Vec<u8>, Vec<(u32, u32, u32)>), FrameError
     sums.push((px.width, px.height, px.crc32()));
     Ok((bytes, sums))
 }
+
+/// Samples of a decoded stored frame (see [`decode_stored_frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedFrame {
+    pub width: u32,
+    pub height: u32,
+    pub components: u8,
+    /// Bits per sample carrying data.
+    pub precision: u8,
+    pub signed: bool,
+    px: Pixels,
+}
+
+impl DecodedFrame {
+    /// Every sample, interleaved by component, row-major.
+    pub fn values(&self) -> Vec<i64> {
+        let b = &self.px.buf;
+        (0..b.len())
+            .map(|i| match b {
+                Buf::U32(v) => v[i] as i64,
+                _ => b.get_i32(i) as i64,
+            })
+            .collect()
+    }
+
+    /// The bytes the checksums hash (one byte per sample up to 8 bits, else two — four for
+    /// 32-bit data — little-endian, interleaved).
+    pub fn checksum_bytes(&self) -> Vec<u8> {
+        self.px.checksum_bytes()
+    }
+
+    /// CRC-32 of [`DecodedFrame::checksum_bytes`].
+    pub fn crc32(&self) -> u32 {
+        self.px.crc32()
+    }
+}
+
+/// Decodes a frame as [`process_frames`] stored it (`stored_ts` = `FramesInfo::stored_transfer_syntax`),
+/// using the instance's attributes for native (Explicit VR Little Endian) frames and for
+/// PixelRepresentation. Video and JPEG XL frames are not decodable here.
+pub fn decode_stored_frame(
+    obj: &InMemDicomObject,
+    stored_ts: &str,
+    bytes: &[u8],
+) -> Result<DecodedFrame, FrameError> {
+    let attrs = Attrs::read(obj)?;
+    let (codec, _) = classify(stored_ts).ok_or_else(|| {
+        FrameError::invalid(format!(
+            "transfer syntax {stored_ts} is not supported for pixel data"
+        ))
+    })?;
+    let (native, src) = match codec {
+        Codec::Native { .. } => (Cow::Borrowed(bytes), FrameSrc::Native { bit_offset: 0 }),
+        _ => (Cow::Borrowed(&[][..]), FrameSrc::Fragments(vec![bytes])),
+    };
+    if matches!(codec, Codec::Native { .. }) && bytes.len() * 8 < attrs.native_frame_bits() {
+        return Err(FrameError::invalid("native frame is too short"));
+    }
+    let job = Job {
+        attrs,
+        codec,
+        action: Action::Keep,
+        native,
+        codec_threads: 1,
+    };
+    let px = job.decode(&src)?.normalized();
+    Ok(DecodedFrame {
+        width: px.width,
+        height: px.height,
+        components: px.components,
+        precision: px.precision,
+        signed: px.signed,
+        px,
+    })
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Reference pixel samples of every frame of a DICOM corpus, decoded by pydicom, for the
+lightbox-frames tests (crates/lightbox-frames/tests/corpus.rs).
+
+  .venv/bin/python scripts/dicom-frames-oracle.py DIR OUT
+      For every file in DIR/index.json (made by scripts/dicom-corpus.py collect), decodes all
+      frames with pydicom 3 (plugins: pylibjpeg-libjpeg, pylibjpeg-openjpeg, pillow, RLE) and
+      writes OUT/<name>.raw (all frames, little-endian, samples interleaved by component) and
+      OUT/oracle.json: [{"name", "transfer_syntax", "rows", "columns", "samples_per_pixel",
+      "bits_allocated", "bits_stored", "pixel_representation", "photometric", "frames",
+      "dtype", "error"}]. Files without Pixel Data get "no_pixel_data": true.
+      Colour: frames of lossy JPEG (.50/.51) are converted YBR -> RGB (as_rgb, what JPEG
+      decoders return); everything else keeps its photometric interpretation (as_rgb=False),
+      with YBR_FULL_422 native data expanded to YBR_FULL by pydicom.
+
+  .venv/bin/python scripts/dicom-frames-oracle.py check LIST.json
+      Second, independent decoder pass: LIST.json is [{"frame", "codec", "reference",
+      "offset", "dtype", "shape"}]; each stored frame file is decoded with imagecodecs
+      (htj2k_decode = OpenJPH for HTJ2K, jpeg2k_decode = OpenJPEG for JPEG 2000) and compared
+      with the reference samples at `offset` of file `reference`. Prints a JSON list of
+      {"frame", "ok", "error"}.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+
+LOSSY_JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"}
+VIDEO_PREFIX = "1.2.840.10008.1.2.4.10"
+
+
+def reference(src, out):
+    import pydicom
+    from pydicom.pixels import iter_pixels
+
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(src, "index.json")) as f:
+        names = [e["name"] for e in json.load(f)]
+    results = []
+    for name in names:
+        path = os.path.join(src, name)
+        entry = {"name": name}
+        results.append(entry)
+        try:
+            ds = pydicom.dcmread(path, force=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is recorded
+            entry["error"] = f"dcmread: {type(e).__name__}"
+            continue
+        if "PixelData" not in ds:
+            entry["no_pixel_data"] = True
+            continue
+        ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+        entry.update(
+            transfer_syntax=ts,
+            rows=int(ds.get("Rows", 0) or 0),
+            columns=int(ds.get("Columns", 0) or 0),
+            samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+            bits_allocated=int(ds.get("BitsAllocated", 0) or 0),
+            bits_stored=int(ds.get("BitsStored", 0) or 0),
+            pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
+            photometric=str(ds.get("PhotometricInterpretation", "")),
+            sop_class=str(ds.get("SOPClassUID", "")),
+        )
+        try:
+            entry["number_of_frames"] = int(ds.get("NumberOfFrames", 1) or 1)
+        except Exception:  # noqa: BLE001
+            entry["number_of_frames"] = None
+        if ts.startswith(VIDEO_PREFIX):
+            entry["video"] = True
+            continue
+        as_rgb = ts in LOSSY_JPEG
+        raw = os.path.join(out, name + ".raw")
+        try:
+            count = 0
+            dtype = None
+            with open(raw, "wb") as f:
+                for arr in iter_pixels(path, as_rgb=as_rgb):
+                    arr = np.ascontiguousarray(arr)
+                    dtype = arr.dtype.newbyteorder("<")
+                    f.write(arr.astype(dtype).tobytes())
+                    count += 1
+            entry["frames"] = count
+            entry["dtype"] = dtype.str if dtype is not None else None
+        except Exception as e:  # noqa: BLE001
+            entry["error"] = f"decode: {type(e).__name__}: {str(e)[:200]}"
+            if os.path.exists(raw):
+                os.remove(raw)
+    with open(os.path.join(out, "oracle.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"{len(results)} files described in {out}")
+
+
+def check(list_path):
+    import imagecodecs
+
+    with open(list_path) as f:
+        items = json.load(f)
+    out = []
+    for it in items:
+        res = {"frame": it["frame"], "ok": False}
+        try:
+            with open(it["frame"], "rb") as f:
+                data = f.read()
+            if it["codec"] == "htj2k":
+                arr = imagecodecs.htj2k_decode(data)
+            else:
+                arr = imagecodecs.jpeg2k_decode(data)
+            shape = tuple(it["shape"])  # (rows, cols, samples)
+            if arr.ndim == 3 and arr.shape[0] == shape[2] and arr.shape[2] != shape[2]:
+                arr = np.moveaxis(arr, 0, -1)  # (3, H, W) without MCT
+            arr = arr.reshape(shape)
+            dt = np.dtype(it["dtype"])
+            count = int(np.prod(shape))
+            ref = np.fromfile(it["reference"], dtype=dt, count=count, offset=it["offset"])
+            ref = ref.reshape(shape)
+            if np.array_equal(arr.astype(np.int64), ref.astype(np.int64)):
+                res["ok"] = True
+            else:
+                res["error"] = "samples differ"
+        except Exception as e:  # noqa: BLE001
+            res["error"] = f"{type(e).__name__}: {str(e)[:200]}"
+        out.append(res)
+    json.dump(out, sys.stdout)
+
+
+def main(argv):
+    if len(argv) == 3 and argv[1] == "check":
+        check(argv[2])
+        return 0
+    if len(argv) == 3:
+        reference(argv[1], argv[2])
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
