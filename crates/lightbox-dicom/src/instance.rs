@@ -107,19 +107,33 @@ pub fn parse_p10(bytes: &[u8], limits: &Limits) -> Result<ParsedInstance, Instan
         }
     })?;
     let has_meta = !envelope.meta.is_empty();
-    let dataset = &bytes[envelope.dataset_offset..];
+    let mut dataset = &bytes[envelope.dataset_offset..];
 
-    // Transfer syntax: from the meta group, else detected from the data set.
+    // Transfer syntax: from the meta group, else detected from the data set. A meta-less file
+    // may start with up to 3 stray bytes (pydicom's no_meta.dcm does); they are skipped.
     let (transfer_syntax, detected) = match &envelope.meta_transfer_syntax {
         Some(ts) => (ts.clone(), false),
         None => {
-            let enc = p10::detect_encoding(dataset, scan_limits).ok_or_else(|| {
+            let skips: &[usize] = if has_meta { &[0] } else { &[0, 1, 2, 3] };
+            let found = skips.iter().find_map(|&skip| {
+                let d = dataset.get(skip..)?;
+                p10::detect_encoding(d, scan_limits).map(|enc| (skip, enc))
+            });
+            let (skip, enc) = found.ok_or_else(|| {
                 if has_meta {
                     InstanceError::missing("TransferSyntaxUID")
                 } else {
                     not_dicom()
                 }
             })?;
+            if skip > 0 {
+                dataset = &dataset[skip..];
+                warnings.push(Warning {
+                    code: 0xB006,
+                    kind: "ELEMENTS_DISCARDED",
+                    message: format!("{skip} stray bytes before the data set were ignored"),
+                });
+            }
             (p10::ts_of(enc).to_string(), true)
         }
     };
@@ -158,7 +172,28 @@ pub fn parse_p10(bytes: &[u8], limits: &Limits) -> Result<ParsedInstance, Instan
     } else {
         (dataset, p10::encoding_of(&transfer_syntax))
     };
-    scan_dataset(data, encoding, scan_limits).map_err(|e| scan_error(e, limits))?;
+    let encoding = match scan_dataset(data, encoding, scan_limits) {
+        Ok(_) => encoding,
+        Err(e) => {
+            // Some writers encode the data set in another VR mode than the transfer syntax
+            // says (e.g. Implicit VR under an encapsulated syntax); read what is there, as
+            // pydicom does.
+            match p10::detect_encoding(data, scan_limits).filter(|d| *d != encoding) {
+                Some(actual) => {
+                    warnings.push(Warning {
+                        code: 0xB000,
+                        kind: "COERCION_OF_DATA_ELEMENTS",
+                        message: format!(
+                            "The data set is encoded as {} although the transfer syntax says otherwise",
+                            encoding_name(actual)
+                        ),
+                    });
+                    actual
+                }
+                None => return Err(scan_error(e, limits)),
+            }
+        }
+    };
 
     // Both parts passed the scan: dicom-rs may read them.
     let meta_obj = if has_meta {
@@ -245,11 +280,22 @@ pub fn parse_p10(bytes: &[u8], limits: &Limits) -> Result<ParsedInstance, Instan
 fn dicom_read_error(e: &dicom_object::ReadError) -> InstanceError {
     // dicom-rs messages can quote values; keep only a generic description.
     let s = e.to_string();
+    if std::env::var_os("LBX_DEBUG").is_some() {
+        eprintln!("DEBUG {e:?}");
+    }
     if s.contains("nexpected end") || s.contains("UnexpectedEof") || s.contains("fill whole buffer")
     {
         truncated()
     } else {
         InstanceError::validation("Invalid DICOM data set: the file could not be decoded")
+    }
+}
+
+fn encoding_name(e: Encoding) -> &'static str {
+    match e {
+        Encoding::ImplicitLittle => "Implicit VR Little Endian",
+        Encoding::ExplicitLittle => "Explicit VR Little Endian",
+        Encoding::ExplicitBig => "Explicit VR Big Endian",
     }
 }
 

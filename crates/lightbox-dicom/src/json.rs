@@ -99,9 +99,71 @@ impl Converter<'_> {
                     .collect(),
             ),
             Value::PixelSequence(_) => Json::Null,
+            Value::Primitive(PrimitiveValue::U8(bytes)) if elem.vr() == VR::UN => {
+                match known_un(tag, bytes) {
+                    Some((vr, p)) => primitive(vr, &p),
+                    None => primitive(VR::UN, &PrimitiveValue::U8(bytes.clone())),
+                }
+            }
             Value::Primitive(p) => primitive(elem.vr(), p),
         }
     }
+}
+
+/// A UN element of a standard tag, re-read with its dictionary VR (UN values are Implicit VR
+/// Little Endian encoded, PS3.5 6.2.2). `None` for private, unknown, SQ and binary VRs, or when
+/// the length does not fit the VR.
+pub fn known_un(tag: Tag, bytes: &[u8]) -> Option<(VR, PrimitiveValue)> {
+    if tag.0 % 2 == 1 {
+        return None;
+    }
+    let vr = StandardDataDictionary.by_tag(tag)?.vr().relaxed();
+    fn chunks<const N: usize, T>(b: &[u8], f: impl Fn([u8; N]) -> T) -> Option<Vec<T>> {
+        if b.len() % N != 0 {
+            return None;
+        }
+        Some(
+            b.chunks_exact(N)
+                .map(|c| f(c.try_into().expect("exact chunk")))
+                .collect(),
+        )
+    }
+    let text = || String::from_utf8_lossy(bytes).into_owned();
+    let p = match vr {
+        VR::AE
+        | VR::AS
+        | VR::CS
+        | VR::DA
+        | VR::DS
+        | VR::DT
+        | VR::IS
+        | VR::LO
+        | VR::PN
+        | VR::SH
+        | VR::TM
+        | VR::UC
+        | VR::UI => PrimitiveValue::Strs(text().split('\\').map(str::to_string).collect()),
+        VR::LT | VR::ST | VR::UT | VR::UR => PrimitiveValue::Str(text()),
+        VR::US => PrimitiveValue::U16(chunks(bytes, u16::from_le_bytes)?.into()),
+        VR::SS => PrimitiveValue::I16(chunks(bytes, i16::from_le_bytes)?.into()),
+        VR::UL => PrimitiveValue::U32(chunks(bytes, u32::from_le_bytes)?.into()),
+        VR::SL => PrimitiveValue::I32(chunks(bytes, i32::from_le_bytes)?.into()),
+        VR::UV => PrimitiveValue::U64(chunks(bytes, u64::from_le_bytes)?.into()),
+        VR::SV => PrimitiveValue::I64(chunks(bytes, i64::from_le_bytes)?.into()),
+        VR::FL => PrimitiveValue::F32(chunks(bytes, f32::from_le_bytes)?.into()),
+        VR::FD => PrimitiveValue::F64(chunks(bytes, f64::from_le_bytes)?.into()),
+        VR::AT => PrimitiveValue::Tags(
+            chunks(bytes, |c: [u8; 4]| {
+                Tag(
+                    u16::from_le_bytes([c[0], c[1]]),
+                    u16::from_le_bytes([c[2], c[3]]),
+                )
+            })?
+            .into(),
+        ),
+        _ => return None,
+    };
+    Some((vr, p))
 }
 
 fn keeps_trailing_spaces(vr: VR) -> bool {
@@ -219,6 +281,17 @@ pub fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let elem = obj.element_opt(tag).ok().flatten()?;
     let Value::Primitive(p) = elem.value() else {
         return None;
+    };
+    let reread;
+    let p = match p {
+        PrimitiveValue::U8(bytes) if elem.vr() == VR::UN => match known_un(tag, bytes) {
+            Some((_, v)) => {
+                reread = v;
+                &reread
+            }
+            None => p,
+        },
+        _ => p,
     };
     if matches!(p, PrimitiveValue::Empty) {
         return None;
