@@ -280,9 +280,6 @@ pub fn parse_p10(bytes: &[u8], limits: &Limits) -> Result<ParsedInstance, Instan
 fn dicom_read_error(e: &dicom_object::ReadError) -> InstanceError {
     // dicom-rs messages can quote values; keep only a generic description.
     let s = e.to_string();
-    if std::env::var_os("LBX_DEBUG").is_some() {
-        eprintln!("DEBUG {e:?}");
-    }
     if s.contains("nexpected end") || s.contains("UnexpectedEof") || s.contains("fill whole buffer")
     {
         truncated()
