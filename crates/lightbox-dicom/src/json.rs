@@ -11,7 +11,8 @@
 //!   even length). Leading spaces are kept. Multi-valued text (VM > 1, split on backslash; never
 //!   for LT, ST, UT, UR) → array of strings. PN stays one plain string.
 //! * An empty value (zero length, or only padding for a single value) → `null`.
-//! * US SS UL SL SV UV FL FD → JSON numbers (non-finite floats → `null`); VM > 1 → arrays.
+//! * US SS UL SL SV UV FL FD → JSON numbers (non-finite floats → `null`; FL printed in its
+//!   shortest single-precision decimal form); VM > 1 → arrays.
 //!   AT → `"GGGGEEEE"` (arrays for VM > 1).
 //! * OB OW OD OF OL OV UN → base64 of the little-endian bytes.
 //! * SQ → array of objects keyed the same way; Pixel Data, Float Pixel Data, Double Float
@@ -191,6 +192,20 @@ fn float(v: f64) -> Json {
     Number::from_f64(v).map(Json::Number).unwrap_or(Json::Null)
 }
 
+/// FL values as their shortest decimal form (`-180.5358`, not the widened
+/// `-180.53579711914062`).
+fn float32(v: f32) -> Json {
+    if !v.is_finite() {
+        return Json::Null;
+    }
+    v.to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .map(Json::Number)
+        .unwrap_or(Json::Null)
+}
+
 fn is_binary_vr(vr: VR) -> bool {
     matches!(
         vr,
@@ -254,7 +269,7 @@ pub fn primitive(vr: VR, p: &PrimitiveValue) -> Json {
         PrimitiveValue::U32(v) => many(v, |x| Json::from(*x)),
         PrimitiveValue::I64(v) => many(v, |x| Json::from(*x)),
         PrimitiveValue::U64(v) => many(v, |x| Json::from(*x)),
-        PrimitiveValue::F32(v) => many(v, |x| float(f64::from(*x))),
+        PrimitiveValue::F32(v) => many(v, |x| float32(*x)),
         PrimitiveValue::F64(v) => many(v, |x| float(*x)),
         // Dates and times are only produced by dicom-rs's interpreted strategy; render them as
         // their DICOM text.
