@@ -102,7 +102,8 @@ pub(crate) fn decode_ls(data: &[u8]) -> Result<Pixels, String> {
     let fi = ls
         .get_frame_info(data)
         .map_err(|e| format!("JPEG-LS header: {e:?}"))?;
-    let out = ls
+    // A CharLS decoder reads the header once: decode with a fresh one.
+    let out = charls::CharLS::default()
         .decode(data)
         .map_err(|e| format!("JPEG-LS decoding failed: {e:?}"))?;
     let (w, h, nc) = (

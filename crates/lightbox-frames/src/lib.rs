@@ -276,14 +276,23 @@ impl Attrs {
 fn native_bytes<'a>(
     p: &'a PrimitiveValue,
     big_endian: bool,
+    ow: bool,
     bits_allocated: usize,
 ) -> Cow<'a, [u8]> {
     match p {
+        // OW kept as raw big-endian bytes: swap every word back.
+        PrimitiveValue::U8(v) if big_endian && ow => Cow::Owned(
+            v.chunks(2)
+                .flat_map(|w| {
+                    if w.len() == 2 {
+                        vec![w[1], w[0]]
+                    } else {
+                        w.to_vec()
+                    }
+                })
+                .collect(),
+        ),
         PrimitiveValue::U8(v) => Cow::Borrowed(&v[..]),
-        PrimitiveValue::U16(v) if big_endian && bits_allocated <= 8 => {
-            // 8-bit data in OW read as big-endian words: the file's byte order is each word's BE form.
-            Cow::Owned(v.iter().flat_map(|x| x.to_be_bytes()).collect())
-        }
         PrimitiveValue::U16(v) if big_endian && bits_allocated == 32 => Cow::Owned(
             v.chunks(2)
                 .flat_map(|w| {
@@ -416,7 +425,12 @@ pub fn process_frames(
     let mut native: Cow<'_, [u8]> = Cow::Borrowed(&[]);
     let sources: Vec<FrameSrc<'_>> = match (codec, pixel_data.value()) {
         (Codec::Native { big_endian }, Value::Primitive(p)) => {
-            native = native_bytes(p, big_endian, attrs.bits_allocated);
+            native = native_bytes(
+                p,
+                big_endian,
+                pixel_data.vr() == dicom_core::VR::OW,
+                attrs.bits_allocated,
+            );
             let fbits = attrs.native_frame_bits();
             let available = native.len() * 8 / fbits;
             if available < attrs.frames {
