@@ -77,6 +77,10 @@ fn scan_error(e: ScanError, limits: &Limits) -> InstanceError {
             "A DICOM element is larger than {} bytes",
             limits.max_element_bytes
         )),
+        ScanError::BadLength(tag) => InstanceError::validation(format!(
+            "DICOM attribute {} has a length that does not fit its VR",
+            crate::json::key_of(tag).0
+        )),
         ScanError::Malformed(what) => {
             InstanceError::validation(format!("Invalid DICOM data set: {what}"))
         }
@@ -260,6 +264,7 @@ pub fn parse_p10(bytes: &[u8], limits: &Limits) -> Result<ParsedInstance, Instan
         &transfer_syntax,
         &sop_class_uid,
         &sop_instance_uid,
+        limits.max_sequence_depth,
     );
 
     Ok(ParsedInstance {
@@ -341,11 +346,15 @@ fn build_metadata(
     transfer_syntax: &str,
     sop_class_uid: &str,
     sop_instance_uid: &str,
+    max_depth: usize,
 ) -> InstanceMetadata {
     let mut md = InstanceMetadata::default();
     let mut vrs = Map::new();
     {
-        let mut conv = Converter { vrs: &mut vrs };
+        let mut conv = Converter {
+            vrs: &mut vrs,
+            max_depth,
+        };
         match meta {
             Some(meta) => {
                 for elem in meta {

@@ -14,7 +14,10 @@
 //! * US SS UL SL SV UV FL FD → JSON numbers (non-finite floats → `null`; FL printed in its
 //!   shortest single-precision decimal form); VM > 1 → arrays.
 //!   AT → `"GGGGEEEE"` (arrays for VM > 1).
-//! * OB OW OD OF OL OV UN → base64 of the little-endian bytes.
+//! * OB OW OD OF OL OV UN → base64 of the little-endian bytes. A UN value of a standard tag is
+//!   re-read with its dictionary VR (as pydicom does): text, numbers, and for SQ attributes the
+//!   Implicit VR Little Endian sequence inside; a UN private creator is read as LO (and its
+//!   `DICOMVRs` entry says LO).
 //! * SQ → array of objects keyed the same way; Pixel Data, Float Pixel Data, Double Float
 //!   Pixel Data → `null`; any encapsulated value → `null`.
 //!
@@ -29,7 +32,10 @@ use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
+use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
 use serde_json::{Map, Number, Value as Json};
+
+use crate::scan::{Encoding, ScanLimits, scan_dataset};
 
 /// The metadata key of a tag and whether it is a hex key (needs a `DICOMVRs` entry).
 pub fn key_of(tag: Tag) -> (String, bool) {
@@ -58,6 +64,12 @@ pub fn tag_of_key(key: &str) -> Option<Tag> {
 /// Converts elements into one `DICOM` map, recording hex keys' VRs in `vrs`.
 pub struct Converter<'a> {
     pub vrs: &'a mut Map<String, Json>,
+    /// Sequence depth limit for UN values re-read as sequences.
+    pub max_depth: usize,
+}
+
+fn is_private_creator(tag: Tag) -> bool {
+    tag.0 % 2 == 1 && (0x0010..=0x00FF).contains(&tag.1)
 }
 
 impl Converter<'_> {
@@ -70,9 +82,19 @@ impl Converter<'_> {
             key = hex_key(tag);
             hex = true;
         }
+        let un_creator = elem.vr() == VR::UN && is_private_creator(tag);
         if hex {
-            self.vrs
-                .insert(key.clone(), Json::String(elem.vr().to_string().to_string()));
+            let vr = if un_creator {
+                "LO"
+            } else {
+                elem.vr().to_string()
+            };
+            self.vrs.insert(key.clone(), Json::String(vr.to_string()));
+        }
+        if un_creator && let Value::Primitive(PrimitiveValue::U8(bytes)) = elem.value() {
+            // Private creators are LO by definition (PS3.5 7.8.1).
+            let s = String::from_utf8_lossy(bytes);
+            return (key, primitive(VR::LO, &PrimitiveValue::Str(s.into_owned())));
         }
         (key, self.value(elem))
     }
@@ -101,6 +123,9 @@ impl Converter<'_> {
             ),
             Value::PixelSequence(_) => Json::Null,
             Value::Primitive(PrimitiveValue::U8(bytes)) if elem.vr() == VR::UN => {
+                if let Some(seq) = self.un_sequence(tag, bytes) {
+                    return seq;
+                }
                 match known_un(tag, bytes) {
                     Some((vr, p)) => primitive(vr, &p),
                     None => primitive(VR::UN, &PrimitiveValue::U8(bytes.clone())),
@@ -120,7 +145,7 @@ pub fn known_un(tag: Tag, bytes: &[u8]) -> Option<(VR, PrimitiveValue)> {
     }
     let vr = StandardDataDictionary.by_tag(tag)?.vr().relaxed();
     fn chunks<const N: usize, T>(b: &[u8], f: impl Fn([u8; N]) -> T) -> Option<Vec<T>> {
-        if b.len() % N != 0 {
+        if !b.len().is_multiple_of(N) {
             return None;
         }
         Some(
@@ -165,6 +190,34 @@ pub fn known_un(tag: Tag, bytes: &[u8]) -> Option<(VR, PrimitiveValue)> {
         _ => return None,
     };
     Some((vr, p))
+}
+
+impl Converter<'_> {
+    /// A UN value of a standard SQ attribute, re-read as the Implicit VR Little Endian sequence
+    /// it is (PS3.5 6.2.2), after the same bounded scan as the file.
+    fn un_sequence(&mut self, tag: Tag, bytes: &[u8]) -> Option<Json> {
+        if tag.0 % 2 == 1
+            || StandardDataDictionary.by_tag(tag)?.vr().relaxed() != VR::SQ
+            || bytes.len() >= u32::MAX as usize
+        {
+            return None;
+        }
+        let mut buf = Vec::with_capacity(bytes.len() + 8);
+        buf.extend_from_slice(&tag.0.to_le_bytes());
+        buf.extend_from_slice(&tag.1.to_le_bytes());
+        buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        buf.extend_from_slice(bytes);
+        let limits = ScanLimits {
+            max_depth: self.max_depth,
+            max_element_bytes: u64::MAX,
+        };
+        scan_dataset(&buf, Encoding::ImplicitLittle, limits).ok()?;
+        let obj =
+            InMemDicomObject::read_dataset_with_ts(&buf[..], &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                .ok()?;
+        let elem = obj.element_opt(tag).ok().flatten()?;
+        matches!(elem.value(), Value::Sequence(_)).then(|| self.value(elem))
+    }
 }
 
 fn keeps_trailing_spaces(vr: VR) -> bool {

@@ -33,6 +33,9 @@ pub enum ScanError {
     ElementTooLarge,
     /// The structure is not a valid DICOM data set (bad item tag, bad delimiter, ...).
     Malformed(&'static str),
+    /// A binary value whose length is not a multiple of its VR's value size (dicom-rs would
+    /// lose its place in the stream).
+    BadLength(Tag),
 }
 
 /// What the walk found.
@@ -319,9 +322,33 @@ pub fn scan_dataset(
             }
         } else {
             check_len(len, limits)?;
+            if len % unit_size(tag, vr) != 0 {
+                return Err(ScanError::BadLength(tag));
+            }
             c.skip(len)?;
         }
     }
+}
+
+/// Bytes per value of a binary VR (1 for text and bytes). dicom-rs reads `len / size` values
+/// but advances its position by `len`, so other lengths desynchronise it. Tags whose dictionary
+/// VR is "US or SS" may be re-typed to SS by dicom-rs (signed pixel data), so they need even
+/// lengths whatever the explicit VR says.
+fn unit_size(tag: Tag, vr: VR) -> u32 {
+    let size = match vr {
+        VR::US | VR::SS | VR::OW => 2,
+        VR::UL | VR::SL | VR::FL | VR::OL | VR::OF | VR::AT => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    };
+    if size == 1
+        && StandardDataDictionary
+            .by_tag(tag)
+            .is_some_and(|e| matches!(e.vr(), dicom_core::dictionary::VirtualVr::Xs))
+    {
+        return 2;
+    }
+    size
 }
 
 fn check_len(len: u32, limits: ScanLimits) -> Result<(), ScanError> {
