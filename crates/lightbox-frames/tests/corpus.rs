@@ -151,8 +151,10 @@ fn reference_crc(values: &[i64], precision: u8, bits_allocated: u64) -> u32 {
 /// IDCT / upsampling (JPEG) and floating-point 9/7 (JPEG 2000) differ slightly.
 fn lossy_tolerance(ts: &str, bits: u64) -> Option<i64> {
     match ts {
-        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" => Some(if bits > 8 { 48 } else { 8 }),
-        "1.2.840.10008.1.2.4.91" | "1.2.840.10008.1.2.4.203" => Some(if bits > 8 { 16 } else { 2 }),
+        // Observed: ≤ 5 (8-bit, libjpeg-turbo/Pillow vs jpeg-decoder), ≤ 1 (12-bit, libjpeg vs ours).
+        "1.2.840.10008.1.2.4.50" | "1.2.840.10008.1.2.4.51" => Some(if bits > 8 { 4 } else { 6 }),
+        // Observed: 0 (OpenJPEG on both sides).
+        "1.2.840.10008.1.2.4.91" | "1.2.840.10008.1.2.4.203" => Some(1),
         _ => None,
     }
 }
@@ -210,6 +212,7 @@ fn corpus_frames_match_pydicom() {
             .transfer_syntax()
             .trim_end_matches(['\0', ' '])
             .to_string();
+        let t0 = std::time::Instant::now();
         let result = run_one(
             &name,
             entry,
@@ -219,6 +222,9 @@ fn corpus_frames_match_pydicom() {
             &stored_dir,
             &mut check_items,
         );
+        if t0.elapsed().as_secs_f64() > 1.0 {
+            eprintln!("slow: {name} {:.1}s", t0.elapsed().as_secs_f64());
+        }
         let stat = by_ts.entry(ts.clone()).or_default();
         match result {
             Ok(()) => {
@@ -414,6 +420,11 @@ fn run_one(
                     }
                 }
                 Some(tol) => {
+                    if k == 0 && format == StorageFormat::Htj2k {
+                        eprintln!(
+                            "lossy {name} ({ts}): max diff to pydicom {maxdiff} (tolerance {tol})"
+                        );
+                    }
                     if maxdiff > tol {
                         return Err(format!(
                             "frame {k}: lossy samples differ by {maxdiff} > {tol}"
@@ -451,6 +462,9 @@ fn run_one(
                     shape: [rows, cols, spp],
                 });
             }
+        }
+        if info.stored_transfer_syntax != "1.2.840.10008.1.2.4.202" {
+            break; // kept as it is: the storage format does not matter
         }
     }
     Ok(())
