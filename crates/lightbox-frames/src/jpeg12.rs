@@ -344,7 +344,7 @@ pub(crate) fn decode(data: &[u8]) -> Result<Pixels, String> {
                 let mut count = 0usize;
                 for my in 0..units_y {
                     for mx in 0..units_x {
-                        if restart > 0 && count > 0 && count % restart == 0 {
+                        if restart > 0 && count > 0 && count.is_multiple_of(restart) {
                             bits.restart();
                             for c in comps.iter_mut() {
                                 c.pred = 0;

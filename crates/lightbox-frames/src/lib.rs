@@ -409,10 +409,8 @@ pub fn process_frames(
                 stored_pi = Some("RGB".to_string());
             }
         }
-        if matches!(codec, Codec::Native { .. }) {
-            if attrs.ybr422_native() {
-                stored_pi = Some("YBR_FULL".to_string());
-            }
+        if matches!(codec, Codec::Native { .. }) && attrs.ybr422_native() {
+            stored_pi = Some("YBR_FULL".to_string());
         }
         if matches!(codec, Codec::J2k | Codec::Htj2k)
             && matches!(attrs.photometric.as_str(), "YBR_RCT" | "YBR_ICT")
@@ -641,7 +639,7 @@ impl Job<'_> {
                 let data = split::join(f);
                 let px = match codec {
                     Codec::Rle => {
-                        if a.bits_allocated % 8 != 0 {
+                        if !a.bits_allocated.is_multiple_of(8) {
                             return Err(FrameError::invalid(
                                 "RLE with BitsAllocated 1 is not supported",
                             ));
@@ -681,11 +679,11 @@ impl Job<'_> {
     }
 }
 
+/// (width, height, CRC-32) per resolution level, base first.
+type Checksums = Vec<(u32, u32, u32)>;
+
 /// Full-resolution decode plus per-level CRCs with OpenJPEG (J2K kept as it is).
-fn opj_level_checksums(
-    data: &[u8],
-    a: &Attrs,
-) -> Result<(Vec<(u32, u32, u32)>, Pixels), FrameError> {
+fn opj_level_checksums(data: &[u8], a: &Attrs) -> Result<(Checksums, Pixels), FrameError> {
     let full = openjpeg::decode(data, 0).map_err(|e| FrameError::invalid(e.0))?;
     let full = reconcile_sign(full, a.signed);
     let levels = openjpeg::resolution_levels(data).unwrap_or(1).max(1) as u32;
@@ -892,7 +890,7 @@ fn decode_native(native: &[u8], bit_offset: usize, a: &Attrs) -> Result<Pixels, 
 
 /// Copies `nbits` bits starting at `bit_offset` to a byte-aligned buffer (LSB first).
 fn pack_bits(native: &[u8], bit_offset: usize, nbits: usize) -> Vec<u8> {
-    if bit_offset % 8 == 0 {
+    if bit_offset.is_multiple_of(8) {
         return native[bit_offset / 8..(bit_offset + nbits).div_ceil(8)].to_vec();
     }
     let mut out = vec![0u8; nbits.div_ceil(8)];
@@ -914,10 +912,7 @@ fn codec_samples(px: &Pixels) -> Result<lightbox_codec::Samples<'_>, FrameError>
 }
 
 /// HTJ2K lossless RPCL (.202) with per-level checksums, verified by decoding it again.
-fn encode_htj2k(
-    px: &Pixels,
-    threads: usize,
-) -> Result<(Vec<u8>, Vec<(u32, u32, u32)>), FrameError> {
+fn encode_htj2k(px: &Pixels, threads: usize) -> Result<(Vec<u8>, Checksums), FrameError> {
     let desc = lightbox_codec::ImageDesc {
         width: px.width,
         height: px.height,
@@ -954,7 +949,7 @@ fn encode_htj2k(
 
 /// JPEG 2000 lossless (.90) through OpenJPEG, verified by decoding it again; checksums of
 /// every resolution level from OpenJPEG's reduced-resolution decoding.
-fn encode_j2k(px: &Pixels) -> Result<(Vec<u8>, Vec<(u32, u32, u32)>), FrameError> {
+fn encode_j2k(px: &Pixels) -> Result<(Vec<u8>, Checksums), FrameError> {
     let bytes = openjpeg::encode_lossless(px).map_err(|e| FrameError::internal(e.0))?;
     let back = openjpeg::decode(&bytes, 0).map_err(|e| FrameError::internal(e.0))?;
     if back.normalized() != *px {
