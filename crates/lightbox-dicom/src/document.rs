@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::InstanceMetadata;
@@ -18,7 +19,7 @@ use crate::json::tag_of_key;
 const MAX_INFLATED_DOCUMENT: u64 = 1 << 30;
 
 /// The stored form of one instance's pixel data.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StoredInstance {
     /// `StoredTransferSyntaxUID`, e.g. `1.2.840.10008.1.2.4.202`.
     pub stored_transfer_syntax: String,
@@ -27,7 +28,7 @@ pub struct StoredInstance {
 }
 
 /// One `ImageFrames[]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct FrameEntry {
     /// The image frame ID (32 hex).
     pub id: String,

@@ -19,6 +19,7 @@ pub use instance::parse_p10;
 pub use json::{hex_key, key_of, tag_of_key};
 pub use scan::{Encoding, ScanError, ScanLimits, ScanSummary, scan_dataset};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Resource limits for [`parse_p10`].
@@ -88,7 +89,7 @@ pub struct Warning {
 
 /// The seven elements that decide which image set an instance belongs to (notes §3.4); trimmed
 /// text, `None` when absent or empty.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct GroupingKey {
     pub study_date: Option<String>,
     pub accession_number: Option<String>,
@@ -100,7 +101,7 @@ pub struct GroupingKey {
 }
 
 /// What `SearchImageSets` returns in `DICOMTags` (notes §7), trimmed; `None` when absent/empty.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct SearchTags {
     pub patient_id: Option<String>,
     pub patient_name: Option<String>,
@@ -121,7 +122,7 @@ pub struct SearchTags {
 }
 
 /// The metadata of one instance, split by level of the image set document.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceMetadata {
     pub patient: Map<String, Value>,
     pub study: Map<String, Value>,
