@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use lightbox_dicom::{Limits, parse_p10};
@@ -16,25 +16,25 @@ fn oracle_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(d));
     }
     let corpus = common::corpus()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2)?;
+    let root = common::workspace_root();
     let dir = root.join("target/dicom-oracle");
     if dir.join("index.json").exists() {
         return Some(dir);
     }
-    let ok = Command::new(root.join(".venv/bin/python"))
+    let Some(python) = common::python() else {
+        common::skip_or_panic("pydicom oracle unavailable: no .venv/bin/python");
+        return None;
+    };
+    let status = Command::new(python)
         .arg(root.join("scripts/dicom-metadata-oracle.py"))
         .arg(corpus)
         .arg(&dir)
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        Some(dir)
-    } else if std::env::var_os("LIGHTBOX_REQUIRE_ORACLES").is_some() {
-        panic!("pydicom oracle unavailable");
-    } else {
-        eprintln!("\n!!!!!!!!!! SKIPPING: pydicom oracle unavailable !!!!!!!!!!\n");
-        None
-    }
+        .status();
+    assert!(
+        status.as_ref().is_ok_and(|s| s.success()),
+        "scripts/dicom-metadata-oracle.py failed: {status:?}"
+    );
+    Some(dir)
 }
 
 fn trim(s: &str) -> &str {

@@ -74,6 +74,10 @@ const FILES: &[&str] = &[
     // UN values re-read as sequences / with their dictionary VR.
     "bad_sequence.dcm",
     "rtdose_rle_1frame.dcm",
+    // Deep directory-record sequences, big endian, implicit.
+    "DICOMDIR-bigEnd",
+    "DICOMDIR-implicit",
+    "rtstruct.dcm",
 ];
 
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
@@ -15,7 +15,8 @@ fn workspace_root() -> PathBuf {
 
 /// The corpus directory: `LIGHTBOX_DICOM_CORPUS`, else `target/dicom-corpus` (collected with
 /// `.venv/bin/python scripts/dicom-corpus.py collect` when missing). `None` (with a loud
-/// message) only when Python is unavailable and `LIGHTBOX_REQUIRE_ORACLES` is unset.
+/// message) only when the project's Python is absent and `LIGHTBOX_REQUIRE_ORACLES` is unset;
+/// a failing collection is a test failure.
 pub fn corpus() -> Option<&'static Path> {
     static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
     DIR.get_or_init(|| {
@@ -28,27 +29,39 @@ pub fn corpus() -> Option<&'static Path> {
             return Some(dir);
         }
         let python = root.join(".venv/bin/python");
+        if !python.exists() {
+            skip_or_panic(
+                "DICOM corpus unavailable: no .venv/bin/python (run `bash scripts/setup-test-env.sh` \
+                 or set LIGHTBOX_DICOM_CORPUS)",
+            );
+            return None;
+        }
         let status = Command::new(&python)
             .arg(root.join("scripts/dicom-corpus.py"))
             .arg("collect")
             .arg(&dir)
             .status();
-        match status {
-            Ok(s) if s.success() => Some(dir),
-            other => {
-                let msg = format!(
-                    "DICOM corpus unavailable ({other:?}); run `bash scripts/setup-test-env.sh` \
-                     or set LIGHTBOX_DICOM_CORPUS"
-                );
-                if std::env::var_os("LIGHTBOX_REQUIRE_ORACLES").is_some() {
-                    panic!("{msg}");
-                }
-                eprintln!("\n!!!!!!!!!! SKIPPING: {msg} !!!!!!!!!!\n");
-                None
-            }
-        }
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "scripts/dicom-corpus.py collect failed: {status:?}"
+        );
+        Some(dir)
     })
     .as_deref()
+}
+
+/// Without Python the real-file tests skip loudly, unless `LIGHTBOX_REQUIRE_ORACLES` is set.
+pub fn skip_or_panic(msg: &str) {
+    if std::env::var_os("LIGHTBOX_REQUIRE_ORACLES").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("\n!!!!!!!!!! SKIPPING: {msg} !!!!!!!!!!\n");
+}
+
+/// The workspace's Python (from scripts/setup-test-env.sh), if present.
+pub fn python() -> Option<PathBuf> {
+    let p = workspace_root().join(".venv/bin/python");
+    p.exists().then_some(p)
 }
 
 /// All corpus file names (from index.json), sorted.
