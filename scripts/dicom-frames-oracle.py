@@ -11,6 +11,8 @@ lightbox-frames tests (crates/lightbox-frames/tests/corpus.rs).
       "dtype", "error"}]. Files without Pixel Data get "no_pixel_data": true.
       Frames pydicom's plugins cannot decode fall back to pydicom on the read data set, then
       (JPEG only) to imagecodecs' libjpeg-turbo; "decoder" says which one answered.
+      It also writes HTJ2K versions of a few native files (OUT/generated/htj2k_*, encoded
+      by imagecodecs/OpenJPH; entries with "path") since the corpus holds no HTJ2K.
       Colour: frames of lossy JPEG (.50/.51) are converted YBR -> RGB (as_rgb, what JPEG
       decoders return); everything else keeps its photometric interpretation (as_rgb=False),
       with YBR_FULL_422 native data expanded to YBR_FULL by pydicom.
@@ -98,9 +100,77 @@ def reference(src, out):
                     os.remove(raw)
         else:
             entry["error"] = "decode: " + " | ".join(errors)
+    results.extend(generate_htj2k(src, out))
     with open(os.path.join(out, "oracle.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(f"{len(results)} files described in {out}")
+
+
+# Native corpus files re-encoded as HTJ2K (the corpus has none): (source, transfer syntax,
+# basic offset table?). Grey 8/16-bit signed and unsigned, RGB, multi-frame with and
+# without a Basic Offset Table.
+HTJ2K_SOURCES = [
+    ("CT_small.dcm", "1.2.840.10008.1.2.4.201", True),
+    ("MR_small.dcm", "1.2.840.10008.1.2.4.202", True),
+    ("SC_rgb.dcm", "1.2.840.10008.1.2.4.201", True),
+    ("SC_rgb_2frame.dcm", "1.2.840.10008.1.2.4.202", False),
+    ("emri_small.dcm", "1.2.840.10008.1.2.4.201", False),
+    ("US1_UNCR.dcm", "1.2.840.10008.1.2.4.202", True),
+]
+
+
+def generate_htj2k(src, out):
+    """Writes OUT/generated/htj2k_<name> (HTJ2K lossless by imagecodecs / OpenJPH) and their
+    reference samples; returns their oracle entries ("path" relative to OUT)."""
+    import imagecodecs
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import iter_pixels
+
+    gen = os.path.join(out, "generated")
+    os.makedirs(gen, exist_ok=True)
+    entries = []
+    for source, ts, bot in HTJ2K_SOURCES:
+        path = os.path.join(src, source)
+        if not os.path.exists(path):
+            continue
+        name = "htj2k_" + source
+        ds = pydicom.dcmread(path)
+        frames = [np.ascontiguousarray(a) for a in iter_pixels(path, as_rgb=False)]
+        encoded = [
+            imagecodecs.htj2k_encode(a, reversible=True, resolutions=4 if min(a.shape[:2]) >= 16 else 1)
+            for a in frames
+        ]
+        ds.file_meta.TransferSyntaxUID = ts
+        ds.PixelData = encapsulate(encoded, has_bot=bot)
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+        if "PlanarConfiguration" in ds:
+            ds.PlanarConfiguration = 0
+        ds.save_as(os.path.join(gen, name), enforce_file_format=True)
+        dtype = frames[0].dtype.newbyteorder("<")
+        with open(os.path.join(out, name + ".raw"), "wb") as f:
+            for a in frames:
+                f.write(a.astype(dtype).tobytes())
+        entries.append(
+            {
+                "name": name,
+                "path": os.path.join("generated", name),
+                "transfer_syntax": ts,
+                "rows": int(ds.Rows),
+                "columns": int(ds.Columns),
+                "samples_per_pixel": int(ds.SamplesPerPixel),
+                "bits_allocated": int(ds.BitsAllocated),
+                "bits_stored": int(ds.BitsStored),
+                "pixel_representation": int(ds.PixelRepresentation),
+                "photometric": str(ds.PhotometricInterpretation),
+                "number_of_frames": len(frames),
+                "frames": len(frames),
+                "dtype": dtype.str,
+                "decoder": "pydicom (source before HTJ2K encoding)",
+            }
+        )
+    return entries
 
 
 def dataset_frames(ds, as_rgb):
