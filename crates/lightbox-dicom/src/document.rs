@@ -3,8 +3,9 @@
 //!
 //! Key order: `SchemaVersion` ("1.1"), `DatastoreID`, `ImageSetID`, `Patient.DICOM`,
 //! `Study.DICOM`, `Study.Series.<uid>.DICOM`, `...Instances.<uid>` with `DICOM`, `DICOMVRs`,
-//! `StoredTransferSyntaxUID`, `ChecksumType` ("DECOMPRESSED"), `ImageFrames`. Attributes inside
-//! every `DICOM` map are in tag order.
+//! `StoredTransferSyntaxUID`, `ChecksumType` ("DECOMPRESSED"), `ImageFrames`. The Patient,
+//! Study and Series `DICOM` maps are sorted by keyword, the instance `DICOM` maps are in tag
+//! order (both as in real AWS output).
 
 use std::io::{Read, Write};
 
@@ -12,7 +13,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::InstanceMetadata;
-use crate::json::tag_of_key;
 
 /// Largest inflated metadata document accepted by [`MetadataDocument::from_gzip`] (the
 /// HealthImaging limit is 50 MB per image set; this leaves room).
@@ -149,7 +149,7 @@ impl MetadataDocument {
     ///
     /// Patient, Study and Series attributes: values already in the document are kept and only
     /// keys missing there are added from this instance (first writer wins per attribute; the
-    /// merged map is re-sorted by tag). Conflicts between instances are the caller's concern
+    /// merged map stays sorted by keyword). Conflicts between instances are the caller's concern
     /// (they decide which image set an instance joins).
     pub fn put_instance(
         &mut self,
@@ -265,7 +265,8 @@ fn object_at<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String
     slot.as_object_mut().expect("just made an object")
 }
 
-/// Adds the keys of `from` missing in `into`, then re-sorts `into` by tag if anything was added.
+/// Adds the keys of `from` missing in `into`, then re-sorts `into` by keyword if anything was
+/// added.
 fn merge_level(into: &mut Map<String, Value>, from: &Map<String, Value>) {
     let mut added = false;
     for (k, v) in from {
@@ -275,16 +276,7 @@ fn merge_level(into: &mut Map<String, Value>, from: &Map<String, Value>) {
         }
     }
     if added {
-        let mut entries: Vec<(String, Value)> = std::mem::take(into).into_iter().collect();
-        entries.sort_by_key(|(k, _)| sort_key(k));
-        *into = entries.into_iter().collect();
-    }
-}
-
-fn sort_key(key: &str) -> (u32, String) {
-    match tag_of_key(key) {
-        Some(t) => ((u32::from(t.0) << 16) | u32::from(t.1), String::new()),
-        None => (u32::MAX, key.to_string()),
+        into.sort_keys();
     }
 }
 
@@ -330,7 +322,7 @@ mod tests {
         assert!(doc.put_instance(&b, "1.2", "1.1", &stored));
         let j: Value = serde_json::from_slice(&doc.to_json_bytes()).unwrap();
         let keys: Vec<&String> = j["Patient"]["DICOM"].as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["PatientName", "PatientID", "PatientSex"]);
+        assert_eq!(keys, ["PatientID", "PatientName", "PatientSex"]);
         assert_eq!(j["Patient"]["DICOM"]["PatientID"], "A");
         assert_eq!(j["Study"]["Series"]["1.2"]["DICOM"]["Modality"], "CT");
         let top: Vec<&String> = j.as_object().unwrap().keys().collect();

@@ -199,8 +199,14 @@ pub fn parse_p10(bytes: &[u8], limits: &Limits) -> Result<ParsedInstance, Instan
         }
     };
 
-    // Both parts passed the scan: dicom-rs may read them.
+    // Both parts pass the scan before dicom-rs may read them.
     let meta_obj = if has_meta {
+        scan_dataset(
+            &bytes[envelope.meta.clone()],
+            Encoding::ExplicitLittle,
+            scan_limits,
+        )
+        .map_err(|_| InstanceError::validation("Invalid file meta information"))?;
         Some(
             InMemDicomObject::read_dataset_with_ts(
                 &bytes[envelope.meta.clone()],
@@ -399,6 +405,10 @@ fn build_metadata(
             let (k, v) = conv.entry(elem, target);
             target.insert(k, v);
         }
+    }
+    // AWS output lists the hoisted levels by keyword, the instance level by tag.
+    for level in [&mut md.patient, &mut md.study, &mut md.series] {
+        level.sort_keys();
     }
     // Hex keys sort like their tags.
     let mut entries: Vec<(String, Value)> = vrs.into_iter().collect();

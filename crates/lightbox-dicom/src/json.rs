@@ -9,10 +9,12 @@
 //!   in AWS output); every other text VR loses trailing spaces (`"PatientName": "NAME^NONE"` and
 //!   `"ImageType": [.., "AXIAL"]` in AWS output, whose stored values were space-padded to an
 //!   even length). Leading spaces are kept. Multi-valued text (VM > 1, split on backslash; never
-//!   for LT, ST, UT, UR) → array of strings. PN stays one plain string.
+//!   for LT, ST, UT, UR) → array of strings; attributes whose dictionary VM allows several
+//!   values (`multi_valued.rs`) are arrays even with one value, as in AWS output
+//!   (`"SoftwareVersions": ["3.1.62"]`, `"WindowCenter": ["0 "]`). PN stays one plain string.
 //! * An empty value (zero length, or only padding for a single value) → `null`.
 //! * US SS UL SL SV UV FL FD → JSON numbers (non-finite floats → `null`; FL printed in its
-//!   shortest single-precision decimal form); VM > 1 → arrays.
+//!   shortest single-precision decimal form); arrays by the same VM rule.
 //!   AT → `"GGGGEEEE"` (arrays for VM > 1).
 //! * OB OW OD OF OL OV UN → base64 of the little-endian bytes. A UN value of a standard tag is
 //!   re-read with its dictionary VR (as pydicom does): text, numbers, and for SQ attributes the
@@ -94,7 +96,10 @@ impl Converter<'_> {
         if un_creator && let Value::Primitive(PrimitiveValue::U8(bytes)) = elem.value() {
             // Private creators are LO by definition (PS3.5 7.8.1).
             let s = String::from_utf8_lossy(bytes);
-            return (key, primitive(VR::LO, &PrimitiveValue::Str(s.into_owned())));
+            return (
+                key,
+                primitive(VR::LO, &PrimitiveValue::Str(s.into_owned()), false),
+            );
         }
         (key, self.value(elem))
     }
@@ -127,11 +132,11 @@ impl Converter<'_> {
                     return seq;
                 }
                 match known_un(tag, bytes) {
-                    Some((vr, p)) => primitive(vr, &p),
-                    None => primitive(VR::UN, &PrimitiveValue::U8(bytes.clone())),
+                    Some((vr, p)) => primitive(vr, &p, is_multi_valued(tag)),
+                    None => primitive(VR::UN, &PrimitiveValue::U8(bytes.clone()), false),
                 }
             }
-            Value::Primitive(p) => primitive(elem.vr(), p),
+            Value::Primitive(p) => primitive(elem.vr(), p, is_multi_valued(tag)),
         }
     }
 }
@@ -233,12 +238,19 @@ fn clean(s: &str, vr: VR) -> String {
     }
 }
 
-fn many<T>(items: &[T], f: impl Fn(&T) -> Json) -> Json {
+fn many<T>(items: &[T], force_array: bool, f: impl Fn(&T) -> Json) -> Json {
     match items.len() {
         0 => Json::Null,
-        1 => f(&items[0]),
+        1 if !force_array => f(&items[0]),
         _ => Json::Array(items.iter().map(f).collect()),
     }
+}
+
+/// Does the dictionary allow this attribute more than one value? Such attributes are arrays
+/// even with one value (`"SoftwareVersions": ["3.1.62"]` in AWS output).
+pub fn is_multi_valued(tag: Tag) -> bool {
+    let t = (u32::from(tag.0) << 16) | u32::from(tag.1);
+    crate::multi_valued::MULTI_VALUED.binary_search(&t).is_ok()
 }
 
 fn float(v: f64) -> Json {
@@ -284,8 +296,19 @@ fn base64_le(p: &PrimitiveValue) -> Json {
     Json::String(base64::engine::general_purpose::STANDARD.encode(&bytes))
 }
 
+/// One text value: `null` when empty, a one-element array for multi-valued attributes.
+fn one(s: String, force_array: bool) -> Json {
+    if s.is_empty() {
+        Json::Null
+    } else if force_array {
+        Json::Array(vec![Json::String(s)])
+    } else {
+        Json::String(s)
+    }
+}
+
 /// One primitive value by VR.
-pub fn primitive(vr: VR, p: &PrimitiveValue) -> Json {
+pub fn primitive(vr: VR, p: &PrimitiveValue, force_array: bool) -> Json {
     if matches!(p, PrimitiveValue::Empty) {
         return Json::Null;
     }
@@ -294,48 +317,31 @@ pub fn primitive(vr: VR, p: &PrimitiveValue) -> Json {
     }
     match p {
         PrimitiveValue::Empty => Json::Null,
-        PrimitiveValue::Str(s) => {
-            let s = clean(s, vr);
-            if s.is_empty() {
-                Json::Null
-            } else {
-                Json::String(s)
-            }
-        }
+        PrimitiveValue::Str(s) => one(clean(s, vr), force_array),
         PrimitiveValue::Strs(v) => {
             if v.len() == 1 {
-                let s = clean(&v[0], vr);
-                if s.is_empty() {
-                    Json::Null
-                } else {
-                    Json::String(s)
-                }
+                one(clean(&v[0], vr), force_array)
             } else {
                 Json::Array(v.iter().map(|s| Json::String(clean(s, vr))).collect())
             }
         }
-        PrimitiveValue::Tags(v) => many(v, |t| Json::String(hex_key(*t))),
-        PrimitiveValue::U8(v) => many(v, |x| Json::from(*x)),
-        PrimitiveValue::I16(v) => many(v, |x| Json::from(*x)),
-        PrimitiveValue::U16(v) => many(v, |x| Json::from(*x)),
-        PrimitiveValue::I32(v) => many(v, |x| Json::from(*x)),
-        PrimitiveValue::U32(v) => many(v, |x| Json::from(*x)),
-        PrimitiveValue::I64(v) => many(v, |x| Json::from(*x)),
-        PrimitiveValue::U64(v) => many(v, |x| Json::from(*x)),
-        PrimitiveValue::F32(v) => many(v, |x| float32(*x)),
-        PrimitiveValue::F64(v) => many(v, |x| float(*x)),
+        PrimitiveValue::Tags(v) => many(v, force_array, |t| Json::String(hex_key(*t))),
+        PrimitiveValue::U8(v) => many(v, force_array, |x| Json::from(*x)),
+        PrimitiveValue::I16(v) => many(v, force_array, |x| Json::from(*x)),
+        PrimitiveValue::U16(v) => many(v, force_array, |x| Json::from(*x)),
+        PrimitiveValue::I32(v) => many(v, force_array, |x| Json::from(*x)),
+        PrimitiveValue::U32(v) => many(v, force_array, |x| Json::from(*x)),
+        PrimitiveValue::I64(v) => many(v, force_array, |x| Json::from(*x)),
+        PrimitiveValue::U64(v) => many(v, force_array, |x| Json::from(*x)),
+        PrimitiveValue::F32(v) => many(v, force_array, |x| float32(*x)),
+        PrimitiveValue::F64(v) => many(v, force_array, |x| float(*x)),
         // Dates and times are only produced by dicom-rs's interpreted strategy; render them as
         // their DICOM text.
         other => {
             let s = other.to_str();
             let parts: Vec<&str> = s.split('\\').collect();
             if parts.len() == 1 {
-                let s = clean(parts[0], vr);
-                if s.is_empty() {
-                    Json::Null
-                } else {
-                    Json::String(s)
-                }
+                one(clean(parts[0], vr), force_array)
             } else {
                 Json::Array(parts.iter().map(|s| Json::String(clean(s, vr))).collect())
             }

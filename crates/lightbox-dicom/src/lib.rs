@@ -11,12 +11,13 @@ mod document;
 mod instance;
 mod json;
 pub mod levels;
+mod multi_valued;
 mod p10;
 mod scan;
 
 pub use document::{DocumentError, FrameEntry, MetadataDocument, StoredInstance};
 pub use instance::parse_p10;
-pub use json::{hex_key, key_of, tag_of_key};
+pub use json::{hex_key, is_multi_valued, key_of, tag_of_key};
 pub use scan::{Encoding, ScanError, ScanLimits, ScanSummary, scan_dataset};
 
 use serde::{Deserialize, Serialize};
@@ -121,7 +122,9 @@ pub struct SearchTags {
     pub series_number: Option<i64>,
 }
 
-/// The metadata of one instance, split by level of the image set document.
+/// The metadata of one instance, split by level of the image set document. Patient, study and
+/// series maps are sorted by keyword (as in AWS output); the instance map is in tag order (group
+/// 0002 first); sequence items are always in tag order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceMetadata {
     pub patient: Map<String, Value>,

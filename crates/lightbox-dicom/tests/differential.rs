@@ -55,6 +55,8 @@ fn same(ours: &Value, theirs: &Value) -> bool {
                 x == y || x as f32 == y as f32 || ((x - y) / x.abs().max(y.abs())).abs() < 1e-6
             }
         },
+        // Attributes whose VM allows several values are arrays for us even with one value.
+        (Value::Array(a), b) if a.len() == 1 && !b.is_array() => same(&a[0], b),
         (Value::Array(a), Value::Array(b)) => {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y))
         }

@@ -327,3 +327,18 @@ fn grouping_and_search_tags() {
     assert_eq!(md.series["SeriesNumber"], "1 ");
     assert_eq!(md.dicom_vrs["00091001"], "LO");
 }
+
+/// Regression (mutation test): a meta group element whose VR was flipped to OV with a length
+/// that is not a multiple of 8 made dicom-rs lose its place and allocate ~775 MB.
+#[test]
+fn meta_group_lengths_are_checked() {
+    let mut file = p10(Some("1.2.840.10008.1.2.1"), &minimal(&[]));
+    // (0002,0001) OB → OV, length 2.
+    let at = file
+        .windows(6)
+        .position(|w| w == [2, 0, 1, 0, b'O', b'B'])
+        .unwrap();
+    file[at + 5] = b'V';
+    let e = parse_p10(&file, &Limits::default()).unwrap_err();
+    assert_eq!(e.message, "Invalid file meta information");
+}

@@ -136,6 +136,32 @@ fn apply(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     bytes
 }
 
+/// Cases the random search found; each once made dicom-rs allocate hundreds of MB.
+fn regressions() -> Vec<(&'static str, Vec<Mutation>)> {
+    vec![
+        // FL element length 90 (not a multiple of 4): dicom-rs lost its place (1.3 GB).
+        ("no_meta.dcm", vec![Mutation::Flip(0.07248827336723487, 94)]),
+        // Meta group VR flipped OB -> OV with length 2 (775 MB).
+        (
+            "JPEG2000-embedded-sequence-delimiter.dcm",
+            vec![
+                Mutation::Truncate(0.16390547474137526),
+                Mutation::Flip(0.2751097495896357, 20),
+            ],
+        ),
+    ]
+}
+
+/// Heap bytes used at peak by one parse (this binary's only test, so nothing else allocates).
+fn peak_of(bytes: &[u8], limits: &Limits) -> usize {
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let result = parse_p10(bytes, limits);
+    let used = PEAK.load(Ordering::Relaxed).saturating_sub(base);
+    drop(result);
+    used
+}
+
 #[test]
 fn mutated_real_files_are_bounded() {
     let Some(_) = common::corpus() else {
@@ -146,6 +172,11 @@ fn mutated_real_files_are_bounded() {
         .map(|n| (n.to_string(), common::read(n).unwrap()))
         .collect();
     let limits = Limits::default();
+    for (name, mutations) in regressions() {
+        let bytes = apply(common::read(name).unwrap(), &mutations);
+        let used = peak_of(&bytes, &limits);
+        assert!(used < 4 << 20, "{name}: {used} bytes ({mutations:?})");
+    }
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -161,12 +192,8 @@ fn mutated_real_files_are_bounded() {
             |(which, mutations)| {
                 let (name, original) = &files[which];
                 let bytes = apply(original.clone(), &mutations);
-                let base = CURRENT.load(Ordering::Relaxed);
-                PEAK.store(base, Ordering::Relaxed);
                 let started = std::time::Instant::now();
-                let result = parse_p10(&bytes, &limits);
-                let used = PEAK.load(Ordering::Relaxed).saturating_sub(base);
-                drop(result);
+                let used = peak_of(&bytes, &limits);
                 // Deflate can legitimately expand ~1000x; everything else stays within a
                 // small multiple of the input.
                 let factor = if name == "image_dfl.dcm" { 1100 } else { 32 };
