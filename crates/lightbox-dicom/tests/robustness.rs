@@ -78,6 +78,11 @@ const FILES: &[&str] = &[
     "DICOMDIR-bigEnd",
     "DICOMDIR-implicit",
     "rtstruct.dcm",
+    // Odd sizes, empty numbers, RLE multi-frame, a data set in another VR mode than its TS.
+    "SC_rgb_small_odd_big_endian.dcm",
+    "reportsi_with_empty_number_tags.dcm",
+    "rtdose_expb_1frame.dcm",
+    "SC_rgb_jpeg.dcm",
 ];
 
 #[derive(Debug, Clone)]
@@ -86,6 +91,10 @@ enum Mutation {
     Flip(f64, u8),
     /// Plant a length-like 32-bit value (little or big endian) at a position.
     Length(f64, u32, bool),
+    /// Remove 1-16 bytes (shifts everything after).
+    Delete(f64, u8),
+    /// Duplicate a 1-64 byte run in place (repeats headers and items).
+    Duplicate(f64, u8),
 }
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -104,6 +113,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             any::<bool>()
         )
             .prop_map(|(p, v, be)| Mutation::Length(p, v, be)),
+        (0.0..1.0f64, 1u8..=16).prop_map(|(p, n)| Mutation::Delete(p, n)),
+        (0.0..1.0f64, 1u8..=64).prop_map(|(p, n)| Mutation::Duplicate(p, n)),
     ]
 }
 
@@ -121,6 +132,17 @@ fn apply(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
             Mutation::Flip(p, x) => {
                 let i = at(p, bytes.len());
                 bytes[i] ^= x;
+            }
+            Mutation::Delete(p, n) => {
+                let i = at(p, bytes.len());
+                let end = (i + n as usize).min(bytes.len());
+                bytes.drain(i..end);
+            }
+            Mutation::Duplicate(p, n) => {
+                let i = at(p, bytes.len());
+                let end = (i + n as usize).min(bytes.len());
+                let run = bytes[i..end].to_vec();
+                bytes.splice(i..i, run);
             }
             Mutation::Length(p, v, be) => {
                 let i = at(p, bytes.len());
