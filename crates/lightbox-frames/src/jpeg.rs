@@ -47,12 +47,19 @@ pub(crate) fn find_sof(data: &[u8]) -> Option<Sof> {
 /// Decodes a JPEG (10918-1) frame. Three-component lossy frames are returned as RGB when
 /// the DICOM photometric interpretation is YBR_* (as libjpeg, pydicom and viewers do) and
 /// untransformed otherwise; lossless frames are never colour-transformed.
-pub(crate) fn decode(data: &[u8], photometric: &str) -> Result<Pixels, String> {
+pub(crate) fn decode(data: &[u8], photometric: &str, max_samples: u64) -> Result<Pixels, String> {
     let sof = find_sof(data).ok_or("JPEG frame has no SOF marker")?;
     if sof.precision > 8 && matches!(sof.marker, 0xC0 | 0xC1) {
-        return crate::jpeg12::decode(data);
+        return crate::jpeg12::decode(data, max_samples);
     }
     let mut dec = jpeg_decoder::Decoder::new(data);
+    dec.read_info().map_err(|e| format!("JPEG header: {e}"))?;
+    let info = dec
+        .info()
+        .ok_or("JPEG decoder returned no image information")?;
+    if info.width as u64 * info.height as u64 * sof.components.max(1) as u64 > max_samples {
+        return Err("JPEG stream is larger than the frame".into());
+    }
     if sof.components == 3 {
         let t = if photometric.starts_with("YBR") {
             jpeg_decoder::ColorTransform::YCbCr
@@ -97,11 +104,14 @@ pub(crate) fn decode(data: &[u8], photometric: &str) -> Result<Pixels, String> {
 }
 
 /// Decodes a JPEG-LS frame (lossless or near-lossless) with CharLS; samples interleaved.
-pub(crate) fn decode_ls(data: &[u8]) -> Result<Pixels, String> {
+pub(crate) fn decode_ls(data: &[u8], max_samples: u64) -> Result<Pixels, String> {
     let mut ls = charls::CharLS::default();
     let fi = ls
         .get_frame_info(data)
         .map_err(|e| format!("JPEG-LS header: {e:?}"))?;
+    if fi.width as u64 * fi.height as u64 * fi.component_count.max(1) as u64 > max_samples {
+        return Err("JPEG-LS stream is larger than the frame".into());
+    }
     // A CharLS decoder reads the header once: decode with a fresh one.
     let out = charls::CharLS::default()
         .decode(data)

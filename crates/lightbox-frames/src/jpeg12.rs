@@ -171,7 +171,7 @@ fn idct_table() -> [[f32; 8]; 8] {
 }
 
 /// Decodes a sequential Huffman JPEG of 8 or 12 bits per sample.
-pub(crate) fn decode(data: &[u8]) -> Result<Pixels, String> {
+pub(crate) fn decode(data: &[u8], max_samples: u64) -> Result<Pixels, String> {
     if !data.starts_with(&[0xFF, 0xD8]) {
         return Err("JPEG frame does not start with SOI".into());
     }
@@ -290,6 +290,9 @@ pub(crate) fn decode(data: &[u8]) -> Result<Pixels, String> {
                         plane: Vec::new(),
                         pred: 0,
                     });
+                }
+                if width as u64 * height as u64 * nf as u64 > max_samples {
+                    return Err("JPEG stream is larger than the frame".into());
                 }
                 hmax = comps.iter().map(|c| c.h).max().unwrap_or(1);
                 vmax = comps.iter().map(|c| c.v).max().unwrap_or(1);

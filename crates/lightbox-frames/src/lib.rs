@@ -279,7 +279,18 @@ fn native_bytes<'a>(
     ow: bool,
     bits_allocated: usize,
 ) -> Cow<'a, [u8]> {
+    let le_host = cfg!(target_endian = "little");
     match p {
+        // Numbers already in host order: borrow them on little-endian hosts (no copy).
+        PrimitiveValue::U16(_) if le_host && !(big_endian && bits_allocated == 32) => p.to_bytes(),
+        PrimitiveValue::I16(_)
+        | PrimitiveValue::U32(_)
+        | PrimitiveValue::I32(_)
+        | PrimitiveValue::F32(_)
+            if le_host =>
+        {
+            p.to_bytes()
+        }
         // OW kept as raw big-endian bytes: swap every word back.
         PrimitiveValue::U8(v) if big_endian && ow => Cow::Owned(
             v.chunks(2)
@@ -637,6 +648,8 @@ impl Job<'_> {
             (FrameSrc::Native { bit_offset }, _) => decode_native(&self.native, *bit_offset, a)?,
             (FrameSrc::Fragments(f), codec) => {
                 let data = split::join(f);
+                // Decoders refuse streams announcing more samples than the frame holds.
+                let limit = (a.rows * a.cols * a.spp) as u64;
                 let px = match codec {
                     Codec::Rle => {
                         if !a.bits_allocated.is_multiple_of(8) {
@@ -650,13 +663,13 @@ impl Job<'_> {
                         samples_from_le(&bytes, a, a.spp, false)?
                     }
                     Codec::Jpeg => {
-                        jpeg::decode(&data, &a.photometric).map_err(FrameError::invalid)?
+                        jpeg::decode(&data, &a.photometric, limit).map_err(FrameError::invalid)?
                     }
-                    Codec::JpegLs => jpeg::decode_ls(&data).map_err(FrameError::invalid)?,
+                    Codec::JpegLs => jpeg::decode_ls(&data, limit).map_err(FrameError::invalid)?,
                     Codec::J2k => {
-                        openjpeg::decode(&data, 0).map_err(|e| FrameError::invalid(e.0))?
+                        openjpeg::decode(&data, 0, limit).map_err(|e| FrameError::invalid(e.0))?
                     }
-                    Codec::Htj2k => decode_htj2k(&data, self.codec_threads)?,
+                    Codec::Htj2k => decode_htj2k(&data, self.codec_threads, limit)?,
                     Codec::Native { .. } | Codec::Video | Codec::JpegXl => {
                         return Err(FrameError::internal("no decoder for this frame"));
                     }
@@ -684,12 +697,13 @@ type Checksums = Vec<(u32, u32, u32)>;
 
 /// Full-resolution decode plus per-level CRCs with OpenJPEG (J2K kept as it is).
 fn opj_level_checksums(data: &[u8], a: &Attrs) -> Result<(Checksums, Pixels), FrameError> {
-    let full = openjpeg::decode(data, 0).map_err(|e| FrameError::invalid(e.0))?;
+    let limit = (a.rows * a.cols * a.spp) as u64;
+    let full = openjpeg::decode(data, 0, limit).map_err(|e| FrameError::invalid(e.0))?;
     let full = reconcile_sign(full, a.signed);
     let levels = openjpeg::resolution_levels(data).unwrap_or(1).max(1) as u32;
     let mut sums = Vec::with_capacity(levels as usize);
     for r in (1..levels).rev() {
-        let px = openjpeg::decode(data, r).map_err(|e| FrameError::invalid(e.0))?;
+        let px = openjpeg::decode(data, r, limit).map_err(|e| FrameError::invalid(e.0))?;
         let px = reconcile_sign(px, a.signed);
         sums.push((px.width, px.height, px.crc32()));
     }
@@ -697,15 +711,16 @@ fn opj_level_checksums(data: &[u8], a: &Attrs) -> Result<(Checksums, Pixels), Fr
     Ok((sums, full))
 }
 
-fn decode_htj2k(data: &[u8], threads: usize) -> Result<Pixels, FrameError> {
+fn decode_htj2k(data: &[u8], threads: usize, limit: u64) -> Result<Pixels, FrameError> {
     let opts = lightbox_codec::DecodeOptions {
         threads,
+        max_samples: limit,
         ..Default::default()
     };
     match lightbox_codec::decode(data, &opts) {
         Ok(img) if !img.planar => Ok(from_codec(img)),
         // Subsampled components or features our decoder lacks: OpenJPEG.
-        _ => openjpeg::decode(data, 0).map_err(|e| FrameError::invalid(e.0)),
+        _ => openjpeg::decode(data, 0, limit).map_err(|e| FrameError::invalid(e.0)),
     }
 }
 
@@ -951,7 +966,8 @@ fn encode_htj2k(px: &Pixels, threads: usize) -> Result<(Vec<u8>, Checksums), Fra
 /// every resolution level from OpenJPEG's reduced-resolution decoding.
 fn encode_j2k(px: &Pixels) -> Result<(Vec<u8>, Checksums), FrameError> {
     let bytes = openjpeg::encode_lossless(px).map_err(|e| FrameError::internal(e.0))?;
-    let back = openjpeg::decode(&bytes, 0).map_err(|e| FrameError::internal(e.0))?;
+    let limit = px.buf.len() as u64;
+    let back = openjpeg::decode(&bytes, 0, limit).map_err(|e| FrameError::internal(e.0))?;
     if back.normalized() != *px {
         return Err(FrameError::internal(
             "JPEG 2000 verification failed: decoded samples differ from the source",
@@ -960,7 +976,7 @@ fn encode_j2k(px: &Pixels) -> Result<(Vec<u8>, Checksums), FrameError> {
     let levels = openjpeg::resolution_levels(&bytes).unwrap_or(1).max(1) as u32;
     let mut sums = Vec::with_capacity(levels as usize);
     for r in (1..levels).rev() {
-        let p = openjpeg::decode(&bytes, r).map_err(|e| FrameError::internal(e.0))?;
+        let p = openjpeg::decode(&bytes, r, limit).map_err(|e| FrameError::internal(e.0))?;
         sums.push((p.width, p.height, p.normalized().crc32()));
     }
     sums.push((px.width, px.height, px.crc32()));

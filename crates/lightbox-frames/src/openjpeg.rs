@@ -140,8 +140,9 @@ fn is_jp2(data: &[u8]) -> bool {
 }
 
 /// Decodes a J2K/HTJ2K codestream (or JP2 file) at full resolution, or reduced by `reduce`
-/// levels. Components must all have the same size; samples come back interleaved.
-pub(crate) fn decode(data: &[u8], reduce: u32) -> Result<Pixels, OpjError> {
+/// levels. Components must all have the same size; samples come back interleaved. Streams
+/// whose header announces more than `max_samples` samples are refused before decoding.
+pub(crate) fn decode(data: &[u8], reduce: u32, max_samples: u64) -> Result<Pixels, OpjError> {
     let mut cursor = ReadCursor { data, pos: 0 };
     let mut err = String::new();
     let format = if is_jp2(data) {
@@ -188,6 +189,16 @@ pub(crate) fn decode(data: &[u8], reduce: u32) -> Result<Pixels, OpjError> {
         opj::opj_stream_set_user_data_length(h.stream, data.len() as u64);
         if opj::opj_read_header(h.stream, h.codec, &mut h.image) == 0 || h.image.is_null() {
             return Err(OpjError(format!("OpenJPEG: cannot read header: {err}")));
+        }
+        {
+            let img = &*h.image;
+            let area =
+                (img.x1.saturating_sub(img.x0) as u64) * (img.y1.saturating_sub(img.y0) as u64);
+            if area * img.numcomps as u64 > max_samples {
+                return Err(OpjError(
+                    "OpenJPEG: codestream is larger than the frame".into(),
+                ));
+            }
         }
         if opj::opj_decode(h.codec, h.stream, h.image) == 0 {
             return Err(OpjError(format!("OpenJPEG: decoding failed: {err}")));
