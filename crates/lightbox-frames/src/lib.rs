@@ -867,6 +867,11 @@ fn decode_native(native: &[u8], bit_offset: usize, a: &Attrs) -> Result<Pixels, 
     let start = bit_offset / 8;
     let bytes = &native[start..start + fbits / 8];
     if a.ybr422_native() {
+        if (a.rows * a.cols) % 2 == 1 {
+            return Err(FrameError::invalid(
+                "YBR_FULL_422 pixel data needs an even number of pixels",
+            ));
+        }
         // Y0 Y1 Cb Cr per pair of pixels → Y Cb Cr per pixel (chroma repeated).
         let two = samples_from_le(
             bytes,
@@ -1056,4 +1061,75 @@ pub fn decode_stored_frame(
         signed: px.signed,
         px,
     })
+}
+
+#[cfg(test)]
+mod robustness {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    fn j2k_sample() -> Vec<u8> {
+        let px = Pixels {
+            width: 33,
+            height: 17,
+            components: 3,
+            precision: 10,
+            signed: false,
+            buf: Buf::U16((0..33 * 17 * 3).map(|i| (i * 7 % 1024) as u16).collect()),
+        };
+        openjpeg::encode_lossless(&px).unwrap()
+    }
+
+    /// Random and mutated inputs never panic in our decoders (errors are fine).
+    #[test]
+    fn hostile_frames_do_not_panic() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let j2k = j2k_sample();
+        let mut jpeg_hdr = vec![0xFF, 0xD8, 0xFF, 0xC1, 0, 11, 12, 0, 8, 0, 8, 1, 1, 0x11, 0];
+        jpeg_hdr.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0]);
+        for round in 0..300 {
+            let base: &[u8] = match round % 3 {
+                0 => &j2k,
+                1 => &jpeg_hdr,
+                _ => &[],
+            };
+            let mut data = base.to_vec();
+            let extra = (rng.next() % 64) as usize;
+            data.extend((0..extra).map(|_| rng.next() as u8));
+            for _ in 0..(rng.next() % 8) {
+                if !data.is_empty() {
+                    let i = (rng.next() as usize) % data.len();
+                    data[i] = rng.next() as u8;
+                }
+            }
+            let cut = if data.is_empty() {
+                0
+            } else {
+                (rng.next() as usize) % (data.len() + 1)
+            };
+            let d = &data[..cut.max(data.len() / 2)];
+            let _ = jpeg12::decode(d, 1 << 16);
+            let _ = jpeg::decode(d, "MONOCHROME2", 1 << 16);
+            let _ = jpeg::decode_ls(d, 1 << 16);
+            let _ = openjpeg::decode(d, 0, 1 << 16);
+            let _ = openjpeg::resolution_levels(d);
+            let _ = rle::decode_frame(d, 4, 4, 3, 2);
+            let _ = decode_htj2k(d, 1, 1 << 16);
+        }
+        // The unmutated sample round-trips.
+        assert!(openjpeg::decode(&j2k, 0, 1 << 16).is_ok());
+        assert!(
+            openjpeg::decode(&j2k, 0, 100).is_err(),
+            "size limit not enforced"
+        );
+    }
 }
