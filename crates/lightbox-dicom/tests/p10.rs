@@ -342,3 +342,38 @@ fn meta_group_lengths_are_checked() {
     let e = parse_p10(&file, &Limits::default()).unwrap_err();
     assert_eq!(e.message, "Invalid file meta information");
 }
+
+/// Deflated data sets are inflated under a cap; a small bomb is refused, not inflated.
+#[test]
+fn deflate_is_capped() {
+    use std::io::Write;
+    let mut dataset = minimal(&[]);
+    // 8 MB of zeros in one OB element compresses to a few KB.
+    let big = 8u32 << 20;
+    dataset.extend(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+    dataset.extend(big.to_le_bytes());
+    dataset.resize(dataset.len() + big as usize, 0);
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&dataset).unwrap();
+    let deflated = enc.finish().unwrap();
+    assert!(deflated.len() < 64 << 10);
+    let file = p10(Some("1.2.840.10008.1.2.1.99"), &deflated);
+    let limits = Limits {
+        max_inflated_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let e = parse_p10(&file, &limits).unwrap_err();
+    assert!(
+        e.message.contains("inflated data set is larger"),
+        "{}",
+        e.message
+    );
+    // Within the cap it parses.
+    let p = parse_p10(&file, &Limits::default()).unwrap();
+    assert_eq!(p.transfer_syntax, "1.2.840.10008.1.2.1.99");
+    // Corrupt deflate stream.
+    let mut bad = file.clone();
+    let n = bad.len();
+    bad.truncate(n - deflated.len() / 2);
+    assert!(parse_p10(&bad, &Limits::default()).is_err());
+}
