@@ -116,6 +116,9 @@ HTJ2K_SOURCES = [
     ("SC_rgb_2frame.dcm", "1.2.840.10008.1.2.4.202", False),
     ("emri_small.dcm", "1.2.840.10008.1.2.4.201", False),
     ("US1_UNCR.dcm", "1.2.840.10008.1.2.4.202", True),
+    # Lossy (irreversible 9/7) HTJ2K, kept as it is: reference = OpenJPH's decoding.
+    ("CT_small.dcm", "1.2.840.10008.1.2.4.203", True),
+    ("SC_rgb.dcm", "1.2.840.10008.1.2.4.203", True),
 ]
 
 
@@ -134,13 +137,16 @@ def generate_htj2k(src, out):
         path = os.path.join(src, source)
         if not os.path.exists(path):
             continue
-        name = "htj2k_" + source
+        lossy = ts == "1.2.840.10008.1.2.4.203"
+        name = ("htj2k_lossy_" if lossy else "htj2k_") + source
         ds = pydicom.dcmread(path)
         frames = [np.ascontiguousarray(a) for a in iter_pixels(path, as_rgb=False)]
-        encoded = [
-            imagecodecs.htj2k_encode(a, reversible=True, resolutions=4 if min(a.shape[:2]) >= 16 else 1)
-            for a in frames
-        ]
+        levels = lambda a: 4 if min(a.shape[:2]) >= 16 else 1  # noqa: E731
+        if lossy:
+            encoded = [imagecodecs.htj2k_encode(a, level=90, reversible=False, resolutions=levels(a)) for a in frames]
+            frames = [np.ascontiguousarray(imagecodecs.htj2k_decode(e)).astype(a.dtype) for e, a in zip(encoded, frames)]
+        else:
+            encoded = [imagecodecs.htj2k_encode(a, reversible=True, resolutions=levels(a)) for a in frames]
         ds.file_meta.TransferSyntaxUID = ts
         ds.PixelData = encapsulate(encoded, has_bot=bot)
         ds["PixelData"].VR = "OB"

@@ -378,3 +378,28 @@ fn errors_are_validation_exceptions_without_data() {
     .unwrap_err();
     assert_eq!(e.message, "upload failed");
 }
+
+#[test]
+fn jpeg_xl_frames_are_kept_without_checksums() {
+    let mut o = image(4, 4, 1, 8, 8, false, "MONOCHROME2");
+    frames_of("2", &mut o);
+    let seq = PixelFragmentSequence::new(
+        Vec::<u32>::new(),
+        vec![vec![0xFF, 0x0A, 1], vec![0xFF, 0x0A, 2]],
+    );
+    o.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        Value::PixelSequence(seq),
+    ));
+    let (info, frames) = run(
+        &o,
+        "1.2.840.10008.1.2.4.112",
+        StorageFormat::Jpeg2000Lossless,
+    )
+    .unwrap();
+    assert_eq!(info.stored_transfer_syntax, "1.2.840.10008.1.2.4.112");
+    assert_eq!(frames.len(), 2);
+    assert_eq!(frames[1].bytes, vec![0xFF, 0x0A, 2]);
+    assert!(frames[1].checksums.is_empty());
+}
