@@ -362,6 +362,15 @@ struct Job<'a> {
     codec_threads: usize,
 }
 
+/// Tuning of [`process_frames_with`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessOptions {
+    /// Threads for one instance (frames in flight for multi-frame instances, code-block
+    /// threads for single frames); 0 = available parallelism (at most 8). Importers running
+    /// several instances at once should lower it.
+    pub threads: usize,
+}
+
 /// Splits, decodes, transcodes and verifies every frame, calling `sink` once per frame in
 /// frame order (so the caller can upload frame by frame and memory stays ~one frame + the
 /// input). Instances without PixelData → Ok with frame_count 0.
@@ -369,6 +378,24 @@ pub fn process_frames(
     obj: &InMemDicomObject,
     transfer_syntax: &str,
     format: StorageFormat,
+    sink: &mut dyn FnMut(usize, StoredFrame) -> Result<(), FrameError>,
+) -> Result<FramesInfo, FrameError> {
+    process_frames_with(
+        obj,
+        transfer_syntax,
+        format,
+        &ProcessOptions::default(),
+        sink,
+    )
+}
+
+/// [`process_frames`] with explicit [`ProcessOptions`]. At most `threads` frames are decoded
+/// and encoded at once; their results wait until `sink` has taken the earlier frames.
+pub fn process_frames_with(
+    obj: &InMemDicomObject,
+    transfer_syntax: &str,
+    format: StorageFormat,
+    options: &ProcessOptions,
     sink: &mut dyn FnMut(usize, StoredFrame) -> Result<(), FrameError>,
 ) -> Result<FramesInfo, FrameError> {
     let ts = transfer_syntax.trim_end_matches(['\0', ' ']);
@@ -496,10 +523,13 @@ pub fn process_frames(
     };
 
     let n = sources.len();
-    let threads = std::thread::available_parallelism()
-        .map(|t| t.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism()
+            .map(|t| t.get())
+            .unwrap_or(1)
+            .clamp(1, 8),
+        t => t,
+    };
     let frame_threads = threads.min(n).max(1);
     let job = Job {
         attrs,

@@ -124,6 +124,20 @@ fn signed_12_bit_multiframe_both_formats() {
         let (info, frames) = run(&o, ELE, format).unwrap();
         assert_eq!(info.frame_count, n);
         assert!(info.warnings.is_empty());
+        // One thread gives the same frames.
+        let mut single = Vec::new();
+        process_frames_with(
+            &o,
+            ELE,
+            format,
+            &ProcessOptions { threads: 1 },
+            &mut |_, f| {
+                single.push(f);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(single, frames);
         for (k, f) in frames.iter().enumerate() {
             let want: Vec<i64> = values[k * rows * cols..(k + 1) * rows * cols]
                 .iter()
