@@ -12,7 +12,9 @@ lightbox-frames tests (crates/lightbox-frames/tests/corpus.rs).
       Frames pydicom's plugins cannot decode fall back to pydicom on the read data set, then
       (JPEG only) to imagecodecs' libjpeg-turbo; "decoder" says which one answered.
       It also writes HTJ2K versions of a few native files (OUT/generated/htj2k_*, encoded
-      by imagecodecs/OpenJPH; entries with "path") since the corpus holds no HTJ2K.
+      by imagecodecs/OpenJPH; entries with "path") since the corpus holds no HTJ2K, and
+      8-bit baseline JPEG files relabelled as JPEG Extended (.51), which HealthImaging
+      transcodes (OUT/generated/relabelled_*).
       Colour: frames of lossy JPEG (.50/.51) are converted YBR -> RGB (as_rgb, what JPEG
       decoders return); everything else keeps its photometric interpretation (as_rgb=False),
       with YBR_FULL_422 native data expanded to YBR_FULL by pydicom.
@@ -101,6 +103,7 @@ def reference(src, out):
         else:
             entry["error"] = "decode: " + " | ".join(errors)
     results.extend(generate_htj2k(src, out))
+    results.extend(generate_relabelled(src, out))
     with open(os.path.join(out, "oracle.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(f"{len(results)} files described in {out}")
@@ -174,6 +177,56 @@ def generate_htj2k(src, out):
                 "frames": len(frames),
                 "dtype": dtype.str,
                 "decoder": "pydicom (source before HTJ2K encoding)",
+            }
+        )
+    return entries
+
+
+# 8-bit baseline JPEG streams are valid JPEG Extended (.51) streams: relabelled copies exercise
+# the .51 transcoding path (YBR_FULL_422 → RGB) that the corpus only has 12-bit files for.
+RELABELLED = [
+    ("SC_rgb_dcmtk_+eb+cy+s2.dcm", "1.2.840.10008.1.2.4.51"),
+    ("SC_rgb_jpeg_dcmtk.dcm", "1.2.840.10008.1.2.4.51"),
+]
+
+
+def generate_relabelled(src, out):
+    import pydicom
+    from pydicom.pixels import iter_pixels
+
+    gen = os.path.join(out, "generated")
+    os.makedirs(gen, exist_ok=True)
+    entries = []
+    for source, ts in RELABELLED:
+        path = os.path.join(src, source)
+        if not os.path.exists(path):
+            continue
+        name = "relabelled_" + source
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = ts
+        target = os.path.join(gen, name)
+        ds.save_as(target, enforce_file_format=True)
+        frames = [np.ascontiguousarray(a) for a in iter_pixels(target, as_rgb=True)]
+        dtype = frames[0].dtype.newbyteorder("<")
+        with open(os.path.join(out, name + ".raw"), "wb") as f:
+            for a in frames:
+                f.write(a.astype(dtype).tobytes())
+        entries.append(
+            {
+                "name": name,
+                "path": os.path.join("generated", name),
+                "transfer_syntax": ts,
+                "rows": int(ds.Rows),
+                "columns": int(ds.Columns),
+                "samples_per_pixel": int(ds.SamplesPerPixel),
+                "bits_allocated": int(ds.BitsAllocated),
+                "bits_stored": int(ds.BitsStored),
+                "pixel_representation": int(ds.PixelRepresentation),
+                "photometric": str(ds.PhotometricInterpretation),
+                "number_of_frames": len(frames),
+                "frames": len(frames),
+                "dtype": dtype.str,
+                "decoder": "pydicom",
             }
         )
     return entries

@@ -310,10 +310,16 @@ fn corpus_frames_match_pydicom() {
         problems.join("\n")
     );
     assert!(
-        passed.len() >= 100,
+        passed.len() >= 150,
         "only {} corpus files passed",
         passed.len()
     );
+    for (prefix, n) in [("htj2k_", 8), ("relabelled_", 2)] {
+        assert!(
+            passed.iter().filter(|p| p.starts_with(prefix)).count() >= n,
+            "the generated {prefix}* inputs did not all pass"
+        );
+    }
 }
 
 fn run_one(
