@@ -27,6 +27,9 @@ pub struct ApiState {
     pub max_request_body: usize,
     /// Longest time a client may take to send its request body.
     pub body_timeout: std::time::Duration,
+    /// The built-in S3 endpoint, if enabled: requests signed for service `s3` go there (before
+    /// the HealthImaging body limit and SigV4 check; it streams bodies and verifies SigV4 itself).
+    pub s3: Option<Arc<lightbox_s3::S3Endpoint>>,
 }
 
 /// The axum router serving every path through the pipeline.
@@ -38,6 +41,23 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Respo
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
+    if let Some(s3) = &state.s3
+        && lightbox_s3::is_s3_request(req.headers(), req.uri().query())
+    {
+        let mut response = s3.handle(req).await;
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-amz-request-id", v);
+        }
+        tracing::info!(
+            request_id,
+            method = %method,
+            operation = "s3",
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        return response;
+    }
     let (operation, result) = process(&state, req).await;
     let mut response = match result {
         Ok(r) => r,

@@ -37,6 +37,12 @@ pub struct Config {
     pub blob_store: Option<String>,
     /// Connection settings used when `blob_store` is an `s3://` URL.
     pub s3: S3Options,
+    /// Serve the built-in S3 endpoint (buckets under `data_dir/s3`) on the same listener, for
+    /// requests signed for service `s3`.
+    pub builtin_s3: bool,
+    /// Where import jobs read and write `s3://` URIs: `endpoint: None` is the built-in S3
+    /// (`data_dir/s3`), otherwise that external S3-compatible endpoint.
+    pub import_s3: S3Options,
 }
 
 /// How to reach an S3-compatible blob store.
@@ -95,6 +101,8 @@ impl Config {
             catalog: None,
             blob_store: None,
             s3: S3Options::default(),
+            builtin_s3: true,
+            import_s3: S3Options::default(),
         }
     }
 }

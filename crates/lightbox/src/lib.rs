@@ -4,6 +4,7 @@
 mod config;
 
 pub use config::{Config, DEFAULT_LISTEN, S3Options, parse_credentials, redact_url};
+pub use lightbox_s3::{self, S3Access};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     background: JoinHandle<()>,
+    s3_access: Arc<dyn S3Access>,
 }
 
 impl Server {
@@ -36,6 +38,11 @@ impl Server {
     /// `http://ADDR:PORT`, the endpoint URL clients use.
     pub fn endpoint_url(&self) -> String {
         format!("http://{}", self.local_addr)
+    }
+
+    /// What import jobs read inputs from and write outputs to (see [`open_s3`]).
+    pub fn s3_access(&self) -> Arc<dyn S3Access> {
+        self.s3_access.clone()
     }
 
     /// Stops accepting requests, lets in-flight requests finish, stops background work.
@@ -56,6 +63,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
             config.data_dir.display()
         )
     })?;
+    let s3 = open_s3(&config, &credentials)?;
     let catalog = open_catalog(&config).await?;
     let blobs = open_blob_store(&config).await?;
     let service = Arc::new(
@@ -85,6 +93,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         credentials,
         max_request_body: config.max_request_body,
         body_timeout: config.body_timeout,
+        s3: s3.endpoint.clone(),
     }));
 
     let (shutdown, rx) = watch::channel(false);
@@ -103,6 +112,53 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
         shutdown,
         http,
         background,
+        s3_access: s3.s3_access,
+    })
+}
+
+/// The S3 side of a server.
+pub struct S3Wiring {
+    /// The built-in S3 endpoint (`data_dir/s3`), when `config.builtin_s3`.
+    pub endpoint: Option<Arc<lightbox_s3::S3Endpoint>>,
+    /// What import jobs use for `s3://` URIs: the external endpoint of `config.import_s3`, or
+    /// else the built-in S3's buckets (sharing the endpoint's store).
+    pub s3_access: Arc<dyn S3Access>,
+}
+
+/// Opens the built-in S3 endpoint and the import jobs' S3 access as `config` says.
+pub fn open_s3(config: &Config, credentials: &HashMap<String, String>) -> anyhow::Result<S3Wiring> {
+    let root = config.data_dir.join("s3");
+    let endpoint = if config.builtin_s3 {
+        Some(Arc::new(
+            lightbox_s3::S3Endpoint::new(&root, credentials).with_context(|| {
+                format!("cannot open the built-in S3 directory {}", root.display())
+            })?,
+        ))
+    } else {
+        None
+    };
+    let s3_access: Arc<dyn S3Access> = match (&config.import_s3.endpoint, &endpoint) {
+        (Some(url), _) => {
+            let o = &config.import_s3;
+            Arc::new(
+                lightbox_s3::ExternalS3::new(lightbox_s3::ExternalS3Config {
+                    endpoint: Some(url.clone()),
+                    region: o.region.clone(),
+                    access_key_id: o.access_key_id.clone(),
+                    secret_access_key: o.secret_access_key.clone(),
+                    virtual_hosted_style: o.virtual_hosted_style,
+                })
+                .context("invalid --import-s3-* settings")?,
+            )
+        }
+        (None, Some(e)) => Arc::new(e.builtin_access()),
+        (None, None) => Arc::new(lightbox_s3::BuiltinS3::open(&root).with_context(|| {
+            format!("cannot open the built-in S3 directory {}", root.display())
+        })?),
+    };
+    Ok(S3Wiring {
+        endpoint,
+        s3_access,
     })
 }
 

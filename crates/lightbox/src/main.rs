@@ -77,6 +77,28 @@ struct ServeArgs {
     /// Use virtual-hosted-style S3 addressing (bucket.host) instead of path style.
     #[arg(long, env = "LIGHTBOX_S3_VIRTUAL_HOSTED_STYLE")]
     s3_virtual_hosted_style: bool,
+    /// Serve the built-in S3 endpoint (buckets under --data-dir/s3) on the same listener.
+    #[arg(long, env = "LIGHTBOX_BUILTIN_S3", default_value_t = true, action = clap::ArgAction::Set)]
+    builtin_s3: bool,
+    /// External S3 endpoint URL import jobs read and write s3:// URIs on (default: the built-in S3).
+    #[arg(long, env = "LIGHTBOX_IMPORT_S3_ENDPOINT")]
+    import_s3_endpoint: Option<String>,
+    /// Region of --import-s3-endpoint (default us-east-1).
+    #[arg(long, env = "LIGHTBOX_IMPORT_S3_REGION")]
+    import_s3_region: Option<String>,
+    /// Access key id for --import-s3-endpoint (default: AWS_ACCESS_KEY_ID).
+    #[arg(long, env = "LIGHTBOX_IMPORT_S3_ACCESS_KEY_ID")]
+    import_s3_access_key_id: Option<String>,
+    /// Secret access key for --import-s3-endpoint.
+    #[arg(
+        long,
+        env = "LIGHTBOX_IMPORT_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    import_s3_secret_access_key: Option<String>,
+    /// Use virtual-hosted-style addressing (bucket.host) on --import-s3-endpoint.
+    #[arg(long, env = "LIGHTBOX_IMPORT_S3_VIRTUAL_HOSTED_STYLE")]
+    import_s3_virtual_hosted_style: bool,
 }
 
 /// The whole `AKID:SECRET[,…]` list as one value (clap would otherwise treat a `Vec` as
@@ -101,7 +123,10 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LIGHTBOX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+                // s3s and s3s-fs log requests (keys, bucket names) in their events and spans.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,sqlx=warn,s3s=off,s3s_fs=off")
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -139,6 +164,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             secret_access_key: args.s3_secret_access_key,
             virtual_hosted_style: args.s3_virtual_hosted_style,
         },
+        builtin_s3: args.builtin_s3,
+        import_s3: lightbox::S3Options {
+            endpoint: args.import_s3_endpoint,
+            region: args.import_s3_region,
+            access_key_id: args.import_s3_access_key_id,
+            secret_access_key: args.import_s3_secret_access_key,
+            virtual_hosted_style: args.import_s3_virtual_hosted_style,
+        },
     };
     let catalog = config
         .catalog
@@ -149,11 +182,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .blob_store
         .clone()
         .unwrap_or_else(|| config.data_dir.join("blobs").display().to_string());
+    let builtin_s3 = config.builtin_s3;
     let server = lightbox::start(config).await?;
     println!(
         "Lightbox is serving the AWS HealthImaging API at {} (catalog: {catalog}; blobs: {blobs})",
         server.endpoint_url(),
     );
+    if builtin_s3 {
+        println!(
+            "Built-in S3 at the same URL (path-style, same credentials; buckets in {})",
+            args.data_dir.join("s3").display()
+        );
+    }
     wait_for_signal().await?;
     tracing::info!("shutting down");
     server.shutdown().await
@@ -187,5 +227,29 @@ mod tests {
         assert_eq!(args.credentials.unwrap().0.len(), 2);
         assert!(Cli::try_parse_from(["lightbox", "serve", "--credentials", "nocolon"]).is_err());
         assert!(Cli::try_parse_from(["lightbox", "serve", "--account-id", "12"]).is_err());
+    }
+
+    #[test]
+    fn builtin_s3_is_on_by_default_and_can_be_turned_off() {
+        let Command::Serve(args) = Cli::try_parse_from(["lightbox", "serve"]).unwrap().command;
+        assert!(args.builtin_s3);
+        assert!(args.import_s3_endpoint.is_none());
+        let Command::Serve(args) = Cli::try_parse_from([
+            "lightbox",
+            "serve",
+            "--builtin-s3",
+            "false",
+            "--import-s3-endpoint",
+            "http://minio:9000",
+            "--import-s3-virtual-hosted-style",
+        ])
+        .unwrap()
+        .command;
+        assert!(!args.builtin_s3);
+        assert_eq!(
+            args.import_s3_endpoint.as_deref(),
+            Some("http://minio:9000")
+        );
+        assert!(args.import_s3_virtual_hosted_style);
     }
 }
