@@ -21,7 +21,16 @@
 //!   native frames (stored transfer syntax 1.2.840.10008.1.2.1) with warning 45312
 //!   TRANSCODING_EXCEPTION: the HTJ2K encoder handles at most 16 bits.
 //! * Video (MPEG-2, H.264, HEVC) is stored as one object holding the whole fragment stream
-//!   (frame_count 1), without checksums or min/max.
+//!   (frame_count 1), without checksums or min/max; JPEG XL frames are kept without checksums
+//!   (no decoder here).
+//! * Checksums of kept frames come from decoding them: JPEG baseline as RGB for YBR data,
+//!   J2K lossy per resolution level with OpenJPEG, HTJ2K .203 per level with lightbox-codec
+//!   (lossy decoding is not bit-exact across decoders, so these are this decoder's values).
+//! * Unsigned samples with bits set above BitsStored keep them (precision raised to
+//!   BitsAllocated, nothing is masked); signed samples are sign-extended from BitsStored.
+//! * Instances without Pixel Data report frame_count 0 and their original transfer syntax.
+//! * Errors: malformed or unsupported pixel data → `ValidationException`; a frame that does
+//!   not survive its own verification → `InternalServerException`.
 
 mod jpeg;
 mod jpeg12;
