@@ -1,6 +1,6 @@
 //! Background work on the catalog's job queue: workers claim jobs with leases, renew them while
 //! working (heartbeats), and record the outcome. A job whose worker dies is taken over by any
-//! node once its lease expires. The data store lifecycle runs here; imports will too.
+//! node once its lease expires. The data store lifecycle and DICOM imports (`import.rs`) run here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,11 @@ pub(crate) const DATASTORE_ACTIVATE: &str = "datastore.activate";
 /// Removes a DELETING data store's blobs, then marks it DELETED.
 pub(crate) const DATASTORE_DELETE: &str = "datastore.delete";
 
-const KINDS: &[&str] = &[DATASTORE_ACTIVATE, DATASTORE_DELETE];
+const KINDS: &[&str] = &[
+    DATASTORE_ACTIVATE,
+    DATASTORE_DELETE,
+    crate::import_jobs::DICOM_IMPORT,
+];
 
 /// Blob keys of a data store all start with this prefix.
 pub(crate) fn datastore_blob_prefix(id: &DatastoreId) -> String {
@@ -124,6 +128,9 @@ impl Service {
     }
 
     async fn execute(&self, job: &Job) -> Result<String, String> {
+        if job.kind == crate::import_jobs::DICOM_IMPORT {
+            return self.run_import_job(job).await;
+        }
         let id = payload_datastore(job)?;
         let result = match job.kind.as_str() {
             DATASTORE_ACTIVATE => self.activate_datastore(&id).await,

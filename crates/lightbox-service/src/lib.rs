@@ -8,6 +8,8 @@
 mod clock;
 mod datastores;
 mod error;
+mod import;
+mod import_jobs;
 mod jobs;
 mod tags;
 mod token;
@@ -15,6 +17,7 @@ mod token;
 pub use clock::{Clock, SystemClock};
 pub use datastores::CreateDatastoreInput;
 pub use error::ServiceError;
+pub use import_jobs::{StartImportJobInput, split_s3_uri};
 pub use jobs::default_poll_interval;
 
 use std::sync::Arc;
@@ -46,6 +49,48 @@ pub struct ServiceConfig {
     pub job_poll_interval: Duration,
     /// Jobs run at once on this node.
     pub worker_concurrency: usize,
+    /// DICOM import limits and parallelism.
+    pub import: ImportConfig,
+}
+
+/// DICOM import limits (HealthImaging's quotas by default) and parallelism.
+#[derive(Debug, Clone)]
+pub struct ImportConfig {
+    /// Import jobs SUBMITTED or IN_PROGRESS per data store.
+    pub max_running_jobs: u32,
+    /// Objects under one job's input prefix.
+    pub max_files: u64,
+    /// Total bytes under one job's input prefix.
+    pub max_total_bytes: u64,
+    /// Size of one P10 file.
+    pub max_file_bytes: u64,
+    /// Distinct folders under one job's input prefix.
+    pub max_nested_folders: u64,
+    /// Size of one image set's metadata document (uncompressed JSON).
+    pub max_metadata_bytes: u64,
+    /// Memory the files being imported at once may take on this node (a file needs about
+    /// three times its size: input, decoded pixels, encoded frames).
+    pub memory_budget: u64,
+    /// Files parsed and transcoded at once on this node.
+    pub file_concurrency: usize,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        const GIB: u64 = 1 << 30;
+        Self {
+            max_running_jobs: 100,
+            max_files: 5000,
+            max_total_bytes: 10 * GIB,
+            max_file_bytes: 10 * GIB,
+            max_nested_folders: 10_000,
+            max_metadata_bytes: 50 << 20,
+            memory_budget: 2 * GIB,
+            file_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
 }
 
 /// A process-unique node name: host name (if known), process id and a random suffix.
@@ -72,6 +117,7 @@ impl Default for ServiceConfig {
             job_max_attempts: 5,
             job_poll_interval: jobs::default_poll_interval(Duration::from_millis(500)),
             worker_concurrency: 4,
+            import: ImportConfig::default(),
         }
     }
 }
@@ -83,6 +129,8 @@ pub struct Service {
     config: ServiceConfig,
     clock: Arc<dyn Clock>,
     tokens: token::TokenSealer,
+    /// Where import jobs read inputs and write outputs (built-in or external S3).
+    s3: Option<Arc<dyn lightbox_s3::S3Access>>,
 }
 
 impl Service {
@@ -100,7 +148,14 @@ impl Service {
             config,
             clock,
             tokens,
+            s3: None,
         })
+    }
+
+    /// Gives import jobs their S3 access (the built-in endpoint's buckets or an external S3).
+    pub fn with_s3_access(mut self, s3: Arc<dyn lightbox_s3::S3Access>) -> Self {
+        self.s3 = Some(s3);
+        self
     }
 
     /// The ARN of a data store or image set in this deployment's region and account.

@@ -24,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use aws_sdk_medicalimaging;
+pub use aws_sdk_s3;
 pub use aws_sigv4;
 
 /// Default region and account of `lightbox::Config::new`.
@@ -768,4 +769,56 @@ impl TestServer {
             }
         })
     }
+}
+
+impl TestServer {
+    /// An aws-sdk-s3 client (test/test, path-style) for the server's built-in S3 endpoint.
+    pub fn s3_client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .force_path_style(true)
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "lightbox-sdk-tests",
+            ))
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+/// The real DICOM test files (pydicom / pydicom-data wheels), collected once per test process by
+/// `scripts/dicom-corpus.py` with the project's virtualenv (made by scripts/setup-test-env.sh).
+pub fn dicom_corpus() -> Result<PathBuf> {
+    static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+        std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let python = repo.join(".venv/bin/python");
+        let out = std::env::temp_dir().join(format!("lightbox-corpus-{}", std::process::id()));
+        let status = std::process::Command::new(&python)
+            .arg(repo.join("scripts/dicom-corpus.py"))
+            .arg("collect")
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| {
+                format!(
+                    "cannot run {} (run scripts/setup-test-env.sh): {e}",
+                    python.display()
+                )
+            })?;
+        if !status.success() {
+            return Err(format!("scripts/dicom-corpus.py failed: {status}"));
+        }
+        Ok(out)
+    })
+    .clone()
+    .map_err(|e| anyhow::anyhow!(e))
 }

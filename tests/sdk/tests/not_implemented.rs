@@ -37,37 +37,6 @@ async fn every_later_operation_answers_501_through_the_sdk() {
     let is = random_id();
     let before = RUNTIME_HOST_REQUESTS.load(Ordering::SeqCst);
 
-    // Control-plane import jobs.
-    check_501(
-        "StartDICOMImportJob",
-        client
-            .start_dicom_import_job()
-            .datastore_id(&ds)
-            .job_name("job-1")
-            .data_access_role_arn("arn:aws:iam::123456789012:role/ImportJobDataAccessRole")
-            .input_s3_uri("s3://medical-imaging-dicom-input/dicom_input/")
-            .output_s3_uri("s3://medical-imaging-output/job_output/")
-            .send()
-            .await,
-    );
-    check_501(
-        "GetDICOMImportJob",
-        client
-            .get_dicom_import_job()
-            .datastore_id(&ds)
-            .job_id(random_id())
-            .send()
-            .await,
-    );
-    check_501(
-        "ListDICOMImportJobs",
-        client
-            .list_dicom_import_jobs()
-            .datastore_id(&ds)
-            .send()
-            .await,
-    );
-
     // Runtime (image set) operations: Host runtime-127.0.0.1:PORT.
     check_501(
         "SearchImageSets",

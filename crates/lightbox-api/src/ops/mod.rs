@@ -5,9 +5,12 @@
 mod create_datastore;
 mod delete_datastore;
 mod get_datastore;
+mod get_dicom_import_job;
 mod list_datastores;
+mod list_dicom_import_jobs;
 mod list_tags_for_resource;
 mod shapes;
+mod start_dicom_import_job;
 mod tag_resource;
 mod untag_resource;
 
@@ -50,9 +53,9 @@ pub fn handler(operation: &str) -> Handler {
         "TagResource" => handler!(tag_resource),
         "UntagResource" => handler!(untag_resource),
         "ListTagsForResource" => handler!(list_tags_for_resource),
-        "StartDICOMImportJob" => |_, _| not_yet("StartDICOMImportJob"),
-        "GetDICOMImportJob" => |_, _| not_yet("GetDICOMImportJob"),
-        "ListDICOMImportJobs" => |_, _| not_yet("ListDICOMImportJobs"),
+        "StartDICOMImportJob" => handler!(start_dicom_import_job),
+        "GetDICOMImportJob" => handler!(get_dicom_import_job),
+        "ListDICOMImportJobs" => handler!(list_dicom_import_jobs),
         "SearchImageSets" => |_, _| not_yet("SearchImageSets"),
         "GetImageSet" => |_, _| not_yet("GetImageSet"),
         "GetImageSetMetadata" => |_, _| not_yet("GetImageSetMetadata"),

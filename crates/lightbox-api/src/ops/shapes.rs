@@ -1,7 +1,7 @@
 //! Wire renderings of domain records shared by several operations (DatastoreProperties,
-//! DatastoreSummary), with the model's member names and epoch-second timestamps.
+//! DatastoreSummary, DICOMImportJobProperties, DICOMImportJobSummary), with the model's member names and epoch-second timestamps.
 
-use lightbox_domain::Datastore;
+use lightbox_domain::{Datastore, ImportJob};
 use lightbox_service::Service;
 use serde_json::{Value, json};
 
@@ -38,4 +38,42 @@ pub fn datastore_id(
 ) -> Result<lightbox_domain::DatastoreId, crate::error::ApiError> {
     lightbox_domain::DatastoreId::parse(input.required_str("datastoreId")?)
         .map_err(|_| crate::error::ApiError::validation("invalid datastoreId"))
+}
+
+/// `DICOMImportJobSummary`. `jobName` is required on the wire: a job started without one is
+/// named by its id.
+pub fn import_job_summary(j: &ImportJob) -> Value {
+    let mut v = json!({
+        "jobId": j.id,
+        "jobName": j.name.clone().unwrap_or_else(|| j.id.clone()),
+        "jobStatus": j.status.as_str(),
+        "datastoreId": j.datastore_id.as_str(),
+        "dataAccessRoleArn": j.data_access_role_arn,
+        "submittedAt": j.submitted_at.as_epoch_seconds(),
+    });
+    let o = v.as_object_mut().expect("object");
+    if let Some(e) = j.ended_at {
+        o.insert("endedAt".into(), e.as_epoch_seconds().into());
+    }
+    if let Some(m) = &j.message {
+        o.insert("message".into(), m.as_str().into());
+    }
+    v
+}
+
+/// `DICOMImportJobProperties`: the summary plus the S3 URIs (output: the job-specific prefix)
+/// and the import configuration as received.
+pub fn import_job_properties(j: &ImportJob) -> Value {
+    let mut v = import_job_summary(j);
+    let o = v.as_object_mut().expect("object");
+    o.insert("inputS3Uri".into(), j.input_s3_uri.as_str().into());
+    o.insert("outputS3Uri".into(), j.output_s3_uri.as_str().into());
+    if let Some(c) = j
+        .import_configuration
+        .as_deref()
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+    {
+        o.insert("importConfiguration".into(), c);
+    }
+    v
 }

@@ -1,0 +1,275 @@
+"""DICOM import jobs end to end, as a user runs them against one Lightbox: `aws s3 cp --recursive`
+to the built-in S3, `aws medical-imaging start-dicom-import-job`, poll `get-dicom-import-job`,
+read the manifest and ndjson files back with `aws s3 cp`, then check every stored frame against
+pydicom's decoding of the source file (decoded with an independent HTJ2K decoder: imagecodecs /
+OpenJPH) and its CRC-32 against the metadata document's checksum."""
+
+import glob
+import gzip
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from conftest import REPO, wait_status
+
+AWS = str(pathlib.Path(sys.executable).parent / "aws")
+if not pathlib.Path(AWS).exists():
+    AWS = str(REPO / ".venv" / "bin" / "aws")
+
+ROLE = "arn:aws:iam::000000000000:role/ImportRole"
+
+# Real files from the pydicom wheels covering the transfer syntaxes HealthImaging transcodes.
+CORPUS_FILES = [
+    "CT_small.dcm",  # explicit VR LE, signed 16-bit
+    "MR_small.dcm",  # explicit VR LE
+    "MR_small_implicit.dcm",  # implicit VR LE (same SOP instance as MR_small)
+    "MR_small_bigendian.dcm",  # explicit VR BE (same SOP instance)
+    "MR_small_RLE.dcm",  # RLE lossless
+    "MR_small_jp2klossless.dcm",  # JPEG 2000 lossless
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS lossless
+    "JPEG-LL.dcm",  # JPEG lossless
+    "emri_small.dcm",  # multi-frame
+    "SC_rgb.dcm",  # RGB
+    "image_dfl.dcm",  # deflated
+]
+
+LOSSLESS_SOURCES = set(CORPUS_FILES)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "dicom-corpus.py"), "collect", str(out)], check=True)
+    return out
+
+
+def run_aws(server, *args, check=True):
+    env = dict(os.environ)
+    env.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_MAX_ATTEMPTS": "1", "AWS_PAGER": "", "AWS_DISABLE_HOST_PREFIX_INJECTION": "true"})
+    cmd = [AWS, *args, "--endpoint-url", server.url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    if check:
+        assert proc.returncode == 0, f"{cmd}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    return proc
+
+
+def aws_json(server, *args):
+    return json.loads(run_aws(server, *args, "--output", "json").stdout)
+
+
+def make_datastore(server, name, fmt=None):
+    client = server.client()
+    kw = {"datastoreName": name}
+    if fmt:
+        kw["losslessStorageFormat"] = fmt
+    ds = client.create_datastore(**kw)["datastoreId"]
+    wait_status(client, ds, "ACTIVE")
+    return ds
+
+
+def start_and_wait(server, ds, input_uri, output_uri, timeout=300):
+    started = aws_json(server, "medical-imaging", "start-dicom-import-job", "--datastore-id", ds,
+                       "--input-s3-uri", input_uri, "--output-s3-uri", output_uri,
+                       "--data-access-role-arn", ROLE, "--job-name", "py-import")
+    assert started["jobStatus"] == "SUBMITTED"
+    assert started["datastoreId"] == ds
+    job_id = started["jobId"]
+    deadline = time.monotonic() + timeout
+    seen = set()
+    while True:
+        props = aws_json(server, "medical-imaging", "get-dicom-import-job", "--datastore-id", ds,
+                         "--job-id", job_id)["jobProperties"]
+        seen.add(props["jobStatus"])
+        if props["jobStatus"] in ("COMPLETED", "FAILED"):
+            return props, seen
+        assert time.monotonic() < deadline, f"job still {props['jobStatus']}"
+        time.sleep(0.2)
+
+
+def read_outputs(server, props, dest):
+    run_aws(server, "s3", "cp", "--recursive", props["outputS3Uri"], str(dest))
+    manifest = json.loads((dest / "job-output-manifest.json").read_text())
+    lines = {}
+    for name in ("SUCCESS/success.ndjson", "FAILURE/failure.ndjson", "WARNING/warning.ndjson"):
+        text = (dest / name).read_text()
+        lines[name.split("/")[0]] = [json.loads(l) for l in text.splitlines() if l.strip()]
+    return manifest, lines
+
+
+def blob_root(server):
+    """Where the server keeps blobs (embedded backend only; the frames are checked there)."""
+    return server.data_dir / "blobs"
+
+
+def find_document(server, ds, image_set_id):
+    docs = glob.glob(str(blob_root(server) / "**" / "datastores" / ds / "imagesets" / image_set_id / "metadata-*.json.gz"),
+                     recursive=True)
+    assert docs, f"no metadata document for {image_set_id}"
+    newest = max(docs, key=os.path.getmtime)
+    return json.loads(gzip.decompress(pathlib.Path(newest).read_bytes()))
+
+
+def reference_frames(path):
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    arr = ds.pixel_array
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames == 1:
+        arr = arr[None, ...]
+    return ds, arr
+
+
+@pytest.mark.skipif(os.environ.get("LIGHTBOX_TEST_BACKEND", "embedded") != "embedded",
+                    reason="frames are read from the embedded blob directory")
+def test_import_walkthrough_with_cli(server, corpus, tmp_path):
+    import imagecodecs
+
+    ds = make_datastore(server, "import-walkthrough")
+    study = tmp_path / "study"
+    (study / "nested" / "deeper").mkdir(parents=True)
+    for i, name in enumerate(CORPUS_FILES):
+        target = study / ("nested/deeper" if i % 3 == 0 else "nested" if i % 3 == 1 else ".")
+        shutil.copy(corpus / name, target / name)
+    (study / "notes.txt").write_text("not a DICOM file")
+    (study / "empty.dcm").write_bytes(b"")
+    truncated = (corpus / "CT_small.dcm").read_bytes()
+    (study / "truncated.dcm").write_bytes(truncated[: len(truncated) // 2])
+
+    run_aws(server, "s3", "mb", "s3://import-bucket")
+    run_aws(server, "s3", "cp", "--recursive", str(study), "s3://import-bucket/in/")
+    props, seen = start_and_wait(server, ds, "s3://import-bucket/in/", "s3://import-bucket/out/")
+    assert props["jobStatus"] == "COMPLETED", props
+    assert props["jobName"] == "py-import"
+    assert props["inputS3Uri"] == "s3://import-bucket/in/"
+    assert props["outputS3Uri"] == f"s3://import-bucket/out/{ds}-DicomImport-{props['jobId']}/"
+    assert props["submittedAt"] <= props["endedAt"]
+
+    manifest, lines = read_outputs(server, props, tmp_path / "out")
+    summary = manifest["jobSummary"]
+    assert set(summary) == {"jobId", "datastoreId", "inputS3Uri", "outputS3Uri", "successOutputS3Uri",
+                            "failureOutputS3Uri", "warningsOutputS3Uri", "numberOfScannedFiles",
+                            "numberOfImportedFiles", "numberOfFilesWithCustomerError",
+                            "numberOfFilesWithServerError", "numberOfGeneratedImageSets", "imageSetsSummary"}
+    assert summary["jobId"] == props["jobId"] and summary["datastoreId"] == ds
+    assert summary["outputS3Uri"] == props["outputS3Uri"]
+    assert summary["successOutputS3Uri"] == props["outputS3Uri"] + "SUCCESS/"
+    assert summary["numberOfScannedFiles"] == len(CORPUS_FILES) + 3
+    assert summary["numberOfFilesWithCustomerError"] == 3, lines["FAILURE"]
+    assert summary["numberOfFilesWithServerError"] == 0, lines["FAILURE"]
+    assert summary["numberOfImportedFiles"] == len(CORPUS_FILES), lines["FAILURE"]
+    failed = {l["inputFile"]: l["exception"] for l in lines["FAILURE"]}
+    assert set(failed) == {"in/notes.txt", "in/empty.dcm", "in/truncated.dcm"}
+    for exc in failed.values():
+        assert exc["exceptionType"] == "ValidationException" and exc["message"]
+    assert len(lines["SUCCESS"]) == len(CORPUS_FILES)
+    by_file = {}
+    for l in lines["SUCCESS"]:
+        assert set(l) == {"inputFile", "importResponse"}
+        assert set(l["importResponse"]) == {"imageSetId", "isPrimary"}
+        by_file[pathlib.PurePosixPath(l["inputFile"]).name] = l["importResponse"]
+    # MR_small in three encodings is one SOP instance of one series: one primary image set.
+    mr = {by_file[n]["imageSetId"] for n in ("MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm")}
+    assert len(mr) == 1
+    sets = {s["imageSetId"]: s for s in summary["imageSetsSummary"]}
+    assert summary["numberOfGeneratedImageSets"] == len(sets)
+    for s in sets.values():
+        assert set(s) == {"imageSetId", "imageSetVersion", "isPrimary", "numberOfMatchedSOPInstances"}
+    assert sum(s["numberOfMatchedSOPInstances"] for s in sets.values()) == len(CORPUS_FILES)
+
+    # Every frame: stored as HTJ2K, decodes (OpenJPH via imagecodecs) to the source pixels, and
+    # its CRC-32 is the document's full-resolution checksum.
+    checked = 0
+    for name in CORPUS_FILES:
+        response = by_file[name]
+        doc = find_document(server, ds, response["imageSetId"])
+        assert doc["SchemaVersion"] == "1.1" and doc["DatastoreID"] == ds
+        assert doc["ImageSetID"] == response["imageSetId"]
+        src, frames = reference_frames(corpus / name)
+        inst = doc["Study"]["Series"][src.SeriesInstanceUID]["Instances"][src.SOPInstanceUID]
+        assert inst["StoredTransferSyntaxUID"] == "1.2.840.10008.1.2.4.202"
+        assert len(inst["ImageFrames"]) == len(frames), name
+        for entry, want in zip(inst["ImageFrames"], frames):
+            blob = blob_root(server) / "datastores" / ds / "frames" / entry["ID"]
+            data = blob.read_bytes()
+            assert entry["FrameSizeInBytes"] == len(data)
+            got = imagecodecs.htj2k_decode(data)
+            if got.ndim == 3 and got.shape[0] in (3, 4) and want.ndim == 3 and want.shape[-1] == got.shape[0]:
+                got = np.moveaxis(got, 0, -1)
+            if src.get("PhotometricInterpretation", "").startswith("YBR") and name not in LOSSLESS_SOURCES:
+                continue
+            assert got.shape == want.shape, name
+            assert np.array_equal(got.astype(np.int64), want.astype(np.int64)), f"{name}: pixels differ"
+            full = max(entry["PixelDataChecksumFromBaseToFullResolution"], key=lambda c: c["Width"])
+            assert full["Width"] == want.shape[1] and full["Height"] == want.shape[0]
+            native = np.ascontiguousarray(got.astype(got.dtype.newbyteorder("<")))
+            assert zlib.crc32(native.tobytes()) == full["Checksum"], f"{name}: checksum"
+            assert entry["MinPixelValue"] == int(want.min()) and entry["MaxPixelValue"] == int(want.max())
+            checked += 1
+    assert checked >= len(CORPUS_FILES)
+
+    # Re-importing a series adds a version to its primary image set (IMPORTED, version 2).
+    run_aws(server, "s3", "cp", str(corpus / "CT_small.dcm"), "s3://import-bucket/again/CT_small.dcm")
+    props2, _ = start_and_wait(server, ds, "s3://import-bucket/again/", "s3://import-bucket/out/")
+    assert props2["jobStatus"] == "COMPLETED"
+    manifest2, lines2 = read_outputs(server, props2, tmp_path / "out2")
+    (entry,) = manifest2["jobSummary"]["imageSetsSummary"]
+    assert entry["imageSetId"] == by_file["CT_small.dcm"]["imageSetId"]
+    assert entry["imageSetVersion"] == 2 and entry["isPrimary"] is True
+
+    # Listing shows both jobs, newest first.
+    listed = aws_json(server, "medical-imaging", "list-dicom-import-jobs", "--datastore-id", ds)["jobSummaries"]
+    assert [j["jobId"] for j in listed] == [props2["jobId"], props["jobId"]]
+    assert all(j["jobStatus"] == "COMPLETED" for j in listed)
+
+
+def test_import_job_errors(server, tmp_path):
+    client = server.client()
+    ds = make_datastore(server, "import-errors")
+    run_aws(server, "s3", "mb", "s3://errs")
+    # A missing bucket ends the job FAILED with a message.
+    props, _ = start_and_wait(server, ds, "s3://no-such-bucket/in/", "s3://errs/out/")
+    assert props["jobStatus"] == "FAILED" and "does not exist" in props["message"]
+    # A prefix with no objects ends FAILED too, and its manifest says so.
+    props, _ = start_and_wait(server, ds, "s3://errs/empty/", "s3://errs/out/")
+    assert props["jobStatus"] == "FAILED" and "no objects" in props["message"]
+    manifest, lines = read_outputs(server, props, tmp_path / "o")
+    assert manifest["jobSummary"]["numberOfImportedFiles"] == 0
+    assert lines["FAILURE"][0]["exception"]["message"] == props["message"]
+    # Unknown data store / job.
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.get_dicom_import_job(datastoreId=ds, jobId="0" * 32)
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.start_dicom_import_job(datastoreId="1" * 32, dataAccessRoleArn=ROLE, clientToken="t",
+                                      inputS3Uri="s3://errs/in/", outputS3Uri="s3://errs/out/")
+    # Invalid URI and role ARN are ValidationExceptions naming the member.
+    bad = run_aws(server, "medical-imaging", "start-dicom-import-job", "--datastore-id", ds,
+                  "--input-s3-uri", "bucket/without-scheme/", "--output-s3-uri", "s3://errs/out/",
+                  "--data-access-role-arn", ROLE, check=False)
+    assert bad.returncode != 0 and "ValidationException" in bad.stderr and "inputS3Uri" in bad.stderr
+    bad = run_aws(server, "medical-imaging", "start-dicom-import-job", "--datastore-id", ds,
+                  "--input-s3-uri", "s3://errs/in/", "--output-s3-uri", "s3://errs/out/",
+                  "--data-access-role-arn", "arn:aws:iam::1:role/x", check=False)
+    assert bad.returncode != 0 and "dataAccessRoleArn" in bad.stderr
+    # clientToken idempotency: same token + same request → same job; different request → conflict.
+    a = client.start_dicom_import_job(datastoreId=ds, dataAccessRoleArn=ROLE, clientToken="tok-1",
+                                      inputS3Uri="s3://errs/empty/", outputS3Uri="s3://errs/out/")
+    b = client.start_dicom_import_job(datastoreId=ds, dataAccessRoleArn=ROLE, clientToken="tok-1",
+                                      inputS3Uri="s3://errs/empty/", outputS3Uri="s3://errs/out/")
+    assert a["jobId"] == b["jobId"]
+    with pytest.raises(client.exceptions.ConflictException):
+        client.start_dicom_import_job(datastoreId=ds, dataAccessRoleArn=ROLE, clientToken="tok-1",
+                                      inputS3Uri="s3://errs/other/", outputS3Uri="s3://errs/out/")
+    # boto3 paginator over jobs.
+    pages = client.get_paginator("list_dicom_import_jobs").paginate(datastoreId=ds, PaginationConfig={"PageSize": 1})
+    ids = [j["jobId"] for p in pages for j in p["jobSummaries"]]
+    assert len(ids) == len(set(ids)) == 3
