@@ -9,6 +9,8 @@ pub(crate) struct Sof {
     pub marker: u8,
     pub precision: u8,
     pub components: u8,
+    /// Components have different sampling factors (chroma subsampling).
+    pub subsampled: bool,
 }
 
 /// Finds the first SOF marker of a JPEG stream.
@@ -30,10 +32,14 @@ pub(crate) fn find_sof(data: &[u8]) -> Option<Sof> {
         if matches!(m, 0xC0..=0xCF | 0xF7) && !matches!(m, 0xC4 | 0xC8 | 0xCC) {
             let p = *data.get(i + 4)?;
             let nc = *data.get(i + 9)?;
+            let factors: Vec<u8> = (0..nc as usize)
+                .filter_map(|c| data.get(i + 11 + 3 * c).copied())
+                .collect();
             return Some(Sof {
                 marker: m,
                 precision: p,
                 components: nc,
+                subsampled: factors.windows(2).any(|w| w[0] != w[1]),
             });
         }
         if m == 0xDA || m == 0xD9 {
@@ -50,7 +56,8 @@ pub(crate) fn find_sof(data: &[u8]) -> Option<Sof> {
 pub(crate) fn decode(data: &[u8], photometric: &str, max_samples: u64) -> Result<Pixels, String> {
     let sof = find_sof(data).ok_or("JPEG frame has no SOF marker")?;
     if sof.precision > 8 && matches!(sof.marker, 0xC0 | 0xC1) {
-        return crate::jpeg12::decode(data, max_samples);
+        let ycc = sof.components == 3 && photometric.starts_with("YBR");
+        return crate::jpeg12::decode(data, max_samples, ycc);
     }
     let mut dec = jpeg_decoder::Decoder::new(data);
     dec.read_info().map_err(|e| format!("JPEG header: {e}"))?;

@@ -3,7 +3,8 @@
 //! 1.2.840.10008.1.2.4.51 needs. Interleaved and non-interleaved scans, restart intervals,
 //! any sampling factors (chroma upsampled by replication), float IDCT with rounding.
 //! Lossy, so within a few LSB of libjpeg's integer IDCT, not bit-identical.
-//! Colour: samples are returned as coded (YCbCr is not converted).
+//! Colour: three-component YCbCr frames are converted to RGB on request (DICOM YBR_*), as
+//! libjpeg and jpeg-decoder do for 8-bit data; otherwise samples are returned as coded.
 
 use crate::pixels::{Buf, Pixels};
 
@@ -171,7 +172,7 @@ fn idct_table() -> [[f32; 8]; 8] {
 }
 
 /// Decodes a sequential Huffman JPEG of 8 or 12 bits per sample.
-pub(crate) fn decode(data: &[u8], max_samples: u64) -> Result<Pixels, String> {
+pub(crate) fn decode(data: &[u8], max_samples: u64, ycc_to_rgb: bool) -> Result<Pixels, String> {
     if !data.starts_with(&[0xFF, 0xD8]) {
         return Err("JPEG frame does not start with SOI".into());
     }
@@ -445,6 +446,19 @@ pub(crate) fn decode(data: &[u8], max_samples: u64) -> Result<Pixels, String> {
                 let sx = x * c.h / hmax;
                 let v = (c.plane[sy * stride + sx] + shift).clamp(0, maxv);
                 out[(y * width + x) * nc + ci] = v as u16;
+            }
+        }
+    }
+    if ycc_to_rgb && nc == 3 {
+        // JFIF / T.871 YCbCr → RGB at this precision (what libjpeg does for YBR data).
+        let c = shift as f32;
+        for p in out.chunks_exact_mut(3) {
+            let (y, cb, cr) = (p[0] as f32, p[1] as f32 - c, p[2] as f32 - c);
+            let r = y + 1.402 * cr;
+            let g = y - 0.344_136 * cb - 0.714_136 * cr;
+            let b = y + 1.772 * cb;
+            for (d, v) in p.iter_mut().zip([r, g, b]) {
+                *d = v.round().clamp(0.0, maxv as f32) as u16;
             }
         }
     }
