@@ -10,6 +10,7 @@ pub(crate) struct Sof {
     pub precision: u8,
     pub components: u8,
     /// Components have different sampling factors (chroma subsampling).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub subsampled: bool,
 }
 
