@@ -48,9 +48,30 @@ impl S3Endpoint {
 
     /// Answers one S3 request. Bodies are streamed both ways; errors are S3 XML errors.
     pub async fn handle(&self, req: http::Request<Body>) -> http::Response<Body> {
+        let expects_continue = req
+            .headers()
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let empty_body = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0");
         let req = req.map(s3s::Body::http_body_unsync);
         match self.service.call(req).await {
-            Ok(resp) => resp.map(Body::new),
+            Ok(resp) => {
+                let mut resp = resp.map(Body::new);
+                // A final answer to `Expect: 100-continue` without a `100 Continue` first (an
+                // empty body is never read, so hyper sends none; errors answer before the body)
+                // leaves botocore's connection in a state where its next request on it hangs.
+                // AWS S3 does not reuse such a connection either.
+                if expects_continue && (empty_body || !resp.status().is_success()) {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                resp
+            }
             Err(_) => {
                 let mut resp = http::Response::new(Body::from(
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>\

@@ -123,10 +123,10 @@ async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LIGHTBOX_LOG")
-                // s3s and s3s-fs log requests (keys, bucket names) in their events and spans.
-                .unwrap_or_else(|_| {
-                    tracing_subscriber::EnvFilter::new("info,sqlx=warn,s3s=off,s3s_fs=off")
-                }),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"))
+                // s3s and s3s-fs put keys, bucket names and paths in their events and spans.
+                .add_directive("s3s=off".parse().expect("valid directive"))
+                .add_directive("s3s_fs=off".parse().expect("valid directive")),
         )
         .with_writer(std::io::stderr)
         .init();
