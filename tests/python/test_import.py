@@ -273,3 +273,97 @@ def test_import_job_errors(server, tmp_path):
     pages = client.get_paginator("list_dicom_import_jobs").paginate(datastoreId=ds, PaginationConfig={"PageSize": 1})
     ids = [j["jobId"] for p in pages for j in p["jobSummaries"]]
     assert len(ids) == len(set(ids)) == 3
+
+
+def test_lightbox_import_command(server, corpus, tmp_path):
+    """`lightbox import DIR --datastore-id ID` uploads, runs the job and prints the summary."""
+    from conftest import BIN
+
+    ds = make_datastore(server, "import-command")
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(corpus / "CT_small.dcm", folder / "sub" / "ct.dcm")
+    shutil.copy(corpus / "emri_small.dcm", folder / "mr.dcm")
+    (folder / "junk.bin").write_bytes(b"\x00" * 300)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LIGHTBOX_"))}
+    proc = subprocess.run([str(BIN), "import", str(folder), "--datastore-id", ds, "--endpoint", server.url],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    out = proc.stdout
+    assert "COMPLETED" in out
+    assert "3 scanned, 2 imported, 1 failed (file problems)" in out, out
+    assert "image sets: 2" in out, out
+    assert "junk.bin: Not a DICOM file" in out, out
+    # An unknown data store: a clear error and a failing exit code.
+    proc = subprocess.run([str(BIN), "import", str(folder), "--datastore-id", "0" * 32, "--endpoint", server.url],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0 and "ResourceNotFoundException" in proc.stderr, proc.stderr
+
+
+def catalog_rows(server, sql):
+    import sqlite3
+
+    con = sqlite3.connect(server.data_dir / "catalog.db")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.skipif(os.environ.get("LIGHTBOX_TEST_BACKEND", "embedded") != "embedded",
+                    reason="inspects the embedded catalog and blob directory")
+def test_sigkill_during_import_leaves_a_consistent_store(make_server, corpus, tmp_path):
+    """SIGKILL while a job runs; after a restart the job ends FAILED with a truthful message, no
+    image set stays LOCKED, and no blob is left that no record owns."""
+    import signal
+
+    srv = make_server(env={"LIGHTBOX_JOB_LEASE_MS": "1500", "LIGHTBOX_IMPORT_CONCURRENCY": "1"})
+    ds = make_datastore(srv, "crash")
+    study = tmp_path / "crash-study"
+    study.mkdir()
+    names = [n for n in CORPUS_FILES if n != "image_dfl.dcm"]
+    for rep in range(8):
+        for n in names:
+            shutil.copy(corpus / n, study / f"{rep}-{n}")
+    run_aws(srv, "s3", "mb", "s3://crash")
+    run_aws(srv, "s3", "cp", "--recursive", "--only-show-errors", str(study), "s3://crash/in/")
+    started = srv.client().start_dicom_import_job(datastoreId=ds, dataAccessRoleArn=ROLE, clientToken="crash-1",
+                                                  inputS3Uri="s3://crash/in/", outputS3Uri="s3://crash/out/")
+    job_id = started["jobId"]
+    # Kill as soon as the job has stored something.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if glob.glob(str(blob_root(srv) / "datastores" / ds / "frames" / "*")):
+            break
+        time.sleep(0.01)
+    srv.stop(sig=signal.SIGKILL)
+    srv.start()
+    client = srv.client()
+    deadline = time.monotonic() + 120
+    while True:
+        props = client.get_dicom_import_job(datastoreId=ds, jobId=job_id)["jobProperties"]
+        if props["jobStatus"] in ("COMPLETED", "FAILED"):
+            break
+        assert time.monotonic() < deadline, props
+        time.sleep(0.1)
+    print("crash test: job ended", props["jobStatus"])
+    if props["jobStatus"] == "FAILED":
+        assert "interrupted" in props["message"], props
+    # Consistency: nothing LOCKED, nothing pending, every frame blob owned by a record and every
+    # recorded frame present.
+    time.sleep(0.5)
+    assert catalog_rows(srv, "SELECT COUNT(*) FROM image_sets WHERE state = 'LOCKED'") == [(0,)]
+    assert catalog_rows(srv, "SELECT COUNT(*) FROM image_set_versions WHERE state = 'LOCKED'") == [(0,)]
+    assert catalog_rows(srv, "SELECT COUNT(*) FROM pending_blobs") == [(0,)]
+    recorded = {r[0] for r in catalog_rows(srv, "SELECT blob_key FROM image_frames")}
+    on_disk = {os.path.relpath(p, blob_root(srv)) for p in
+               glob.glob(str(blob_root(srv) / "datastores" / ds / "frames" / "*"))}
+    assert on_disk == recorded
+    docs = {r[0] for r in catalog_rows(srv, "SELECT metadata_key FROM image_set_versions")}
+    docs_on_disk = {os.path.relpath(p, blob_root(srv)) for p in
+                    glob.glob(str(blob_root(srv) / "datastores" / ds / "imagesets" / "*" / "*"))}
+    assert docs_on_disk == docs
+    # The manifest lists what was committed.
+    manifest, lines = read_outputs(srv, props, tmp_path / "crash-out")
+    committed = {r[0] for r in catalog_rows(srv, f"SELECT DISTINCT image_set_id FROM image_set_versions WHERE job_id = '{job_id}' AND workflow_status IN ('CREATED', 'IMPORTED')")}
+    assert {s["imageSetId"] for s in manifest["jobSummary"]["imageSetsSummary"]} == committed

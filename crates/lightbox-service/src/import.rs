@@ -351,6 +351,12 @@ impl Service {
             return Err("The input S3 prefix contains no objects".into());
         }
         let scanned = objects.len() as u64;
+        // Cores are shared between the files in flight; a lone large file gets them all.
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let in_flight = limits.file_concurrency.max(1).min(objects.len());
+        let codec_threads = (cores / in_flight).max(1);
 
         // 2. Parse and transcode every file in parallel, bounded by the memory budget.
         const MIB: u64 = 1 << 20;
@@ -378,13 +384,18 @@ impl Service {
                     FileOutcome::Failed {
                         exception_type: "ValidationException",
                         message: "The file is larger than this server's import memory \
-                                          budget allows (see --import-memory-budget)"
+                                  budget allows (see --import-memory-budget)"
                             .into(),
                     }
                 } else {
                     let _permit = memory.acquire_many(need as u32).await;
-                    self.import_file(&*s3, job, &bucket, &o.key, &limits, format)
-                        .await
+                    let how = FileImport {
+                        bucket: &bucket,
+                        limits: &limits,
+                        format,
+                        codec_threads,
+                    };
+                    self.import_file(&*s3, job, &o.key, &how).await
                 };
                 (i, o.key, outcome)
             }
@@ -535,11 +546,15 @@ impl Service {
         &self,
         s3: &dyn S3Access,
         job: &ImportJob,
-        bucket: &str,
         key: &str,
-        limits: &crate::ImportConfig,
-        format: lightbox_frames::StorageFormat,
+        how: &FileImport<'_>,
     ) -> FileOutcome {
+        let FileImport {
+            bucket,
+            limits,
+            format,
+            codec_threads,
+        } = *how;
         let failed = |exception_type: &'static str, message: String| FileOutcome::Failed {
             exception_type,
             message,
@@ -571,10 +586,13 @@ impl Service {
                 .map_err(|e| (e.exception_type, e.message))?;
             drop(bytes);
             let mut frames = Vec::new();
-            let info = lightbox_frames::process_frames(
+            let info = lightbox_frames::process_frames_with(
                 &parsed.object,
                 &parsed.transfer_syntax,
                 format,
+                &lightbox_frames::ProcessOptions {
+                    threads: codec_threads,
+                },
                 &mut |_, f| {
                     frames.push(f);
                     Ok(())
@@ -648,8 +666,16 @@ impl Service {
                 .iter()
                 .map(|w| (w.code, w.kind, w.message.clone())),
         );
+        let mut metadata = parsed.metadata;
+        if let Some(pi) = &info.stored_photometric_interpretation {
+            // The stored frames' samples are in another colour space than the source's (e.g.
+            // a YBR JPEG decoded to RGB before lossless transcoding): say what viewers get.
+            metadata
+                .instance
+                .insert("PhotometricInterpretation".into(), Value::from(pi.as_str()));
+        }
         FileOutcome::Imported(Box::new(ImportedInstance {
-            metadata: parsed.metadata,
+            metadata,
             sop_instance_uid: parsed.sop_instance_uid,
             study_instance_uid: parsed.study_instance_uid,
             series_instance_uid: parsed.series_instance_uid,
@@ -965,6 +991,15 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// How the files of one job are read and stored.
+#[derive(Clone, Copy)]
+struct FileImport<'a> {
+    bucket: &'a str,
+    limits: &'a crate::ImportConfig,
+    format: lightbox_frames::StorageFormat,
+    codec_threads: usize,
 }
 
 /// Sentinel: a concurrent writer created the series' primary image set first.

@@ -43,6 +43,8 @@ pub struct Config {
     /// Where import jobs read and write `s3://` URIs: `endpoint: None` is the built-in S3
     /// (`data_dir/s3`), otherwise that external S3-compatible endpoint.
     pub import_s3: S3Options,
+    /// DICOM import limits and parallelism (HealthImaging's quotas by default).
+    pub import: lightbox_service::ImportConfig,
 }
 
 /// How to reach an S3-compatible blob store.
@@ -103,6 +105,7 @@ impl Config {
             s3: S3Options::default(),
             builtin_s3: true,
             import_s3: S3Options::default(),
+            import: lightbox_service::ImportConfig::default(),
         }
     }
 }

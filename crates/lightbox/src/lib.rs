@@ -77,12 +77,14 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 transition_delay: config.transition_delay,
                 job_lease: config.job_lease,
                 job_poll_interval: lightbox_service::default_poll_interval(config.transition_delay),
+                import: config.import.clone(),
                 ..ServiceConfig::default()
             },
             Arc::new(SystemClock),
         )
         .await
-        .context("cannot start the service")?,
+        .context("cannot start the service")?
+        .with_s3_access(s3.s3_access.clone()),
     );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -1,5 +1,7 @@
 //! The `lightbox` command: `lightbox serve` runs the HealthImaging-compatible server.
 
+mod import_cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +24,8 @@ struct Cli {
 enum Command {
     /// Serve the AWS HealthImaging API.
     Serve(ServeArgs),
+    /// Import a local folder of DICOM files into a data store of a running Lightbox.
+    Import(import_cli::ImportArgs),
 }
 
 #[derive(clap::Args)]
@@ -99,6 +103,35 @@ struct ServeArgs {
     /// Use virtual-hosted-style addressing (bucket.host) on --import-s3-endpoint.
     #[arg(long, env = "LIGHTBOX_IMPORT_S3_VIRTUAL_HOSTED_STYLE")]
     import_s3_virtual_hosted_style: bool,
+    /// Files per import job.
+    #[arg(long, env = "LIGHTBOX_IMPORT_MAX_FILES", default_value_t = 5000)]
+    import_max_files: u64,
+    /// Total input bytes per import job.
+    #[arg(long, env = "LIGHTBOX_IMPORT_MAX_TOTAL_BYTES", default_value_t = 10 << 30)]
+    import_max_total_bytes: u64,
+    /// Bytes per DICOM P10 file.
+    #[arg(long, env = "LIGHTBOX_IMPORT_MAX_FILE_BYTES", default_value_t = 10 << 30)]
+    import_max_file_bytes: u64,
+    /// Nested folders per import job.
+    #[arg(
+        long,
+        env = "LIGHTBOX_IMPORT_MAX_NESTED_FOLDERS",
+        default_value_t = 10_000
+    )]
+    import_max_nested_folders: u64,
+    /// Bytes of one image set's metadata document.
+    #[arg(long, env = "LIGHTBOX_IMPORT_MAX_METADATA_BYTES", default_value_t = 50 << 20)]
+    import_max_metadata_bytes: u64,
+    /// Import jobs SUBMITTED or IN_PROGRESS per data store.
+    #[arg(long, env = "LIGHTBOX_IMPORT_MAX_RUNNING_JOBS", default_value_t = 100)]
+    import_max_running_jobs: u32,
+    /// Memory (bytes) the files being imported at once may take on this node (a file needs
+    /// about three times its size).
+    #[arg(long, env = "LIGHTBOX_IMPORT_MEMORY_BUDGET", default_value_t = 2 << 30)]
+    import_memory_budget: u64,
+    /// Files parsed and transcoded at once on this node (default: the number of cores).
+    #[arg(long, env = "LIGHTBOX_IMPORT_CONCURRENCY")]
+    import_concurrency: Option<usize>,
 }
 
 /// The whole `AKID:SECRET[,…]` list as one value (clap would otherwise treat a `Vec` as
@@ -133,6 +166,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Import(args) => import_cli::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -171,6 +205,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             access_key_id: args.import_s3_access_key_id,
             secret_access_key: args.import_s3_secret_access_key,
             virtual_hosted_style: args.import_s3_virtual_hosted_style,
+        },
+        import: lightbox_service::ImportConfig {
+            max_running_jobs: args.import_max_running_jobs,
+            max_files: args.import_max_files,
+            max_total_bytes: args.import_max_total_bytes,
+            max_file_bytes: args.import_max_file_bytes,
+            max_nested_folders: args.import_max_nested_folders,
+            max_metadata_bytes: args.import_max_metadata_bytes,
+            memory_budget: args.import_memory_budget,
+            file_concurrency: args
+                .import_concurrency
+                .unwrap_or_else(|| lightbox_service::ImportConfig::default().file_concurrency),
         },
     };
     let catalog = config
