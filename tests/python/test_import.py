@@ -111,11 +111,12 @@ def blob_root(server):
 
 
 def find_document(server, ds, image_set_id):
-    docs = glob.glob(str(blob_root(server) / "**" / "datastores" / ds / "imagesets" / image_set_id / "metadata-*.json.gz"),
-                     recursive=True)
-    assert docs, f"no metadata document for {image_set_id}"
-    newest = max(docs, key=os.path.getmtime)
-    return json.loads(gzip.decompress(pathlib.Path(newest).read_bytes()))
+    """The latest version's metadata document (embedded backend: catalog + blob directory)."""
+    rows = catalog_rows(server, "SELECT metadata_key FROM image_set_versions WHERE datastore_id = '%s' "
+                                "AND image_set_id = '%s' AND metadata_key IS NOT NULL ORDER BY version DESC LIMIT 1"
+                        % (ds, image_set_id))
+    assert rows, f"no metadata document for {image_set_id}"
+    return json.loads(gzip.decompress((blob_root(server) / rows[0][0]).read_bytes()))
 
 
 def reference_frames(path):
@@ -361,7 +362,7 @@ def test_sigkill_during_import_leaves_a_consistent_store(make_server, corpus, tm
     assert on_disk == recorded
     docs = {r[0] for r in catalog_rows(srv, "SELECT metadata_key FROM image_set_versions")}
     docs_on_disk = {os.path.relpath(p, blob_root(srv)) for p in
-                    glob.glob(str(blob_root(srv) / "datastores" / ds / "imagesets" / "*" / "*"))}
+                    glob.glob(str(blob_root(srv) / "datastores" / ds / "metadata" / "*"))}
     assert docs_on_disk == docs
     # The manifest lists what was committed.
     manifest, lines = read_outputs(srv, props, tmp_path / "crash-out")

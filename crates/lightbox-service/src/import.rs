@@ -120,9 +120,11 @@ fn frame_blob_key(ds: &DatastoreId, frame_id: &str) -> String {
     )
 }
 
-fn metadata_blob_key(ds: &DatastoreId, id: &ImageSetId) -> String {
+/// Documents are immutable, one per version, named at random (the catalog maps versions to
+/// them). Keys stay short: some S3-compatible stores limit key lengths well below S3's 1024.
+fn metadata_blob_key(ds: &DatastoreId) -> String {
     format!(
-        "{}/imagesets/{id}/metadata-{}.json.gz",
+        "{}/metadata/{}.json.gz",
         crate::jobs::datastore_blob_prefix(ds),
         uuid::Uuid::new_v4().simple()
     )
@@ -276,7 +278,7 @@ impl Service {
             .catalog
             .get_datastore(&job.datastore_id)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(internal)?
             .ok_or("The data store no longer exists")?;
         let format = match datastore.lossless_storage_format {
             LosslessStorageFormat::Htj2k => lightbox_frames::StorageFormat::Htj2k,
@@ -294,7 +296,7 @@ impl Service {
                 self.clock.now(),
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(internal)?;
         tracing::info!(job_id = %job.id, "import job IN_PROGRESS");
 
         // The output location must be writable before any work is done.
@@ -524,7 +526,7 @@ impl Service {
                 self.clock.now(),
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(internal)?;
         tracing::info!(
             job_id = %job.id,
             scanned = summary.scanned,
@@ -627,20 +629,14 @@ impl Service {
             .register_pending_blobs(&job.id, &keys, self.clock.now())
             .await
         {
-            return failed(
-                "InternalServerException",
-                format!("Cannot record frames: {e}"),
-            );
+            return failed("InternalServerException", internal(e));
         }
         let mut records = Vec::with_capacity(frames.len());
         let mut entries = Vec::with_capacity(frames.len());
         for ((frame, id), key) in frames.into_iter().zip(ids).zip(keys) {
             let size = frame.bytes.len() as u64;
             if let Err(e) = self.blobs.put(&key, Bytes::from(frame.bytes)).await {
-                return failed(
-                    "InternalServerException",
-                    format!("Cannot store a frame: {e}"),
-                );
+                return failed("InternalServerException", internal(e));
             }
             records.push(FrameRecord {
                 frame_id: id.clone(),
@@ -716,7 +712,7 @@ impl Service {
                 .catalog
                 .find_primary_image_set(ds, &first.study_instance_uid, &first.series_instance_uid)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(internal)?;
             match primary {
                 Some(p) if p.grouping == group.grouping => {
                     match self
@@ -730,7 +726,7 @@ impl Service {
                             self.clock.now(),
                         )
                         .await
-                        .map_err(|e| e.to_string())?
+                        .map_err(internal)?
                     {
                         BeginVersionOutcome::Begun(version) => {
                             return self
@@ -798,7 +794,7 @@ impl Service {
             .iter()
             .filter_map(|f| frames.get(f.as_str()).map(|r| (*r).clone()))
             .collect();
-        let content = self.store_document(job, &id, &doc, members, group).await?;
+        let content = self.store_document(job, &doc, members, group).await?;
         let now = self.clock.now();
         let new = NewImageSet {
             image_set: ImageSet {
@@ -820,7 +816,7 @@ impl Service {
             .catalog
             .create_image_set(&new)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(internal)?
         {
             CreateImageSetOutcome::Created => Ok(Placement {
                 image_set_id: id,
@@ -851,9 +847,9 @@ impl Service {
                 .blobs
                 .get(previous_key)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(internal)?
                 .ok_or("the image set's metadata document is missing")?;
-            let mut doc = MetadataDocument::from_gzip(&bytes).map_err(|e| e.to_string())?;
+            let mut doc = MetadataDocument::from_gzip(&bytes).map_err(internal)?;
             let before: HashSet<String> = doc.frame_ids().into_iter().collect();
             let mut frames: HashMap<&str, &FrameRecord> = HashMap::new();
             for m in members {
@@ -871,7 +867,7 @@ impl Service {
                 .filter_map(|f| frames.get(f.as_str()).map(|r| (*r).clone()))
                 .collect();
             let removed: Vec<String> = before.difference(&after).cloned().collect();
-            let content = self.store_document(job, id, &doc, members, group).await?;
+            let content = self.store_document(job, &doc, members, group).await?;
             Ok(VersionCompletion::Succeeded {
                 status: ImageSetWorkflowStatus::Imported,
                 content: Box::new(content),
@@ -891,7 +887,7 @@ impl Service {
             .catalog
             .complete_image_set_version(ds, id, version, &completion, self.clock.now())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(internal)?;
         result?;
         if !done {
             return Err("The image set version was ended by other work".into());
@@ -907,7 +903,6 @@ impl Service {
     async fn store_document(
         &self,
         job: &ImportJob,
-        id: &ImageSetId,
         doc: &MetadataDocument,
         members: &[&ImportedInstance],
         group: &Group,
@@ -920,16 +915,16 @@ impl Service {
             ));
         }
         let gz = doc.to_gzip();
-        let key = metadata_blob_key(&job.datastore_id, id);
+        let key = metadata_blob_key(&job.datastore_id);
         self.catalog
             .register_pending_blobs(&job.id, std::slice::from_ref(&key), self.clock.now())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(internal)?;
         let size = gz.len() as u64;
         self.blobs
             .put(&key, Bytes::from(gz))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(internal)?;
         let first = members.first().ok_or("empty group")?;
         Ok(ImageSetContent {
             grouping: group.grouping.clone(),
@@ -1017,6 +1012,13 @@ struct ImportSummary {
     success: Vec<Value>,
     failure: Vec<Value>,
     warning: Vec<Value>,
+}
+
+/// A storage failure as a job / file message: the cause is logged, the message stays generic
+/// (causes carry endpoints and keys, which are not the client's business).
+fn internal(e: impl std::fmt::Display) -> String {
+    tracing::error!(error = %e, "import storage failure");
+    "An internal error occurred while storing the imported data".into()
 }
 
 /// Job and version messages are at most 2048 characters (the model's `Message`).
