@@ -507,3 +507,40 @@ def test_import_whole_pydicom_corpus(server, corpus, tmp_path):
     print(f"corpus: {exact} frames exact, {lossy} lossy within tolerance, {kept} kept as they are, "
           f"{undecodable} not compared")
     assert exact >= 80 and kept >= 30
+
+
+def test_import_walkthrough_with_boto3(server, corpus, tmp_path):
+    """The same flow with boto3 only: s3 upload_file, start / get / list import jobs, read the
+    outputs with get_object."""
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="test",
+                      aws_secret_access_key="test", config=Config(s3={"addressing_style": "path"}))
+    mi = server.client()
+    ds = make_datastore(server, "boto3-flow")
+    s3.create_bucket(Bucket="boto-flow")
+    for name in ("CT_small.dcm", "MR_small_RLE.dcm", "emri_small.dcm"):
+        s3.upload_file(str(corpus / name), "boto-flow", f"dicom/in/{name}")
+    job = mi.start_dicom_import_job(datastoreId=ds, jobName="boto3", dataAccessRoleArn=ROLE,
+                                    inputS3Uri="s3://boto-flow/dicom/in/", outputS3Uri="s3://boto-flow/dicom/out/")
+    assert job["jobStatus"] == "SUBMITTED"
+    deadline = time.monotonic() + 120
+    while True:
+        props = mi.get_dicom_import_job(datastoreId=ds, jobId=job["jobId"])["jobProperties"]
+        if props["jobStatus"] in ("COMPLETED", "FAILED"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert props["jobStatus"] == "COMPLETED"
+    # boto3 parses timestamps into datetimes.
+    assert props["endedAt"] >= props["submittedAt"]
+    out = props["outputS3Uri"][len("s3://boto-flow/"):]
+    manifest = json.loads(s3.get_object(Bucket="boto-flow", Key=out + "job-output-manifest.json")["Body"].read())
+    assert manifest["jobSummary"]["numberOfImportedFiles"] == 3
+    assert manifest["jobSummary"]["numberOfGeneratedImageSets"] == 3
+    success = s3.get_object(Bucket="boto-flow", Key=out + "SUCCESS/success.ndjson")["Body"].read().decode()
+    assert len(success.splitlines()) == 3
+    listed = mi.list_dicom_import_jobs(datastoreId=ds, jobStatus="COMPLETED")["jobSummaries"]
+    assert [j["jobId"] for j in listed] == [job["jobId"]]
+    assert listed[0]["jobName"] == "boto3"
