@@ -38,6 +38,7 @@ class ScaleOutStorage:
     """One S3 server for the session; one database and S3 prefix per data directory."""
 
     def __init__(self, root):
+        self.root = pathlib.Path(root)
         self.admin_url = os.environ.get("LIGHTBOX_TEST_POSTGRES_URL")
         if not self.admin_url:
             pytest.fail("LIGHTBOX_TEST_BACKEND=postgres-s3 needs LIGHTBOX_TEST_POSTGRES_URL")

@@ -106,8 +106,37 @@ def read_outputs(server, props, dest):
 
 
 def blob_root(server):
-    """Where the server keeps blobs (embedded backend only; the frames are checked there)."""
-    return server.data_dir / "blobs"
+    """The directory holding the server's blobs, on either backend: `data_dir/blobs` (embedded)
+    or the test S3 server's directory for the server's bucket prefix (postgres-s3; the test S3
+    is s3s-fs, which keeps objects as files)."""
+    import conftest
+
+    env = conftest.scale_out_env(server.data_dir, server.log_dir.parent)
+    if not env:
+        return server.data_dir / "blobs"
+    bucket_and_prefix = env["LIGHTBOX_BLOB_STORE"][len("s3://"):]
+    return conftest._SCALE_OUT.root / bucket_and_prefix
+
+
+def catalog_rows(server, sql):
+    """Rows of a read-only SQL query on the server's catalog (SQLite file or PostgreSQL)."""
+    import conftest
+
+    env = conftest.scale_out_env(server.data_dir, server.log_dir.parent)
+    if not env:
+        import sqlite3
+
+        con = sqlite3.connect(server.data_dir / "catalog.db")
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    out = subprocess.run(["psql", env["LIGHTBOX_CATALOG"], "-At", "-F", "\x1f", "-c", sql],
+                         capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        rows.append(tuple(int(v) if v.lstrip("-").isdigit() else v for v in line.split("\x1f")))
+    return rows
 
 
 def find_document(server, ds, image_set_id):
@@ -130,8 +159,6 @@ def reference_frames(path):
     return ds, arr
 
 
-@pytest.mark.skipif(os.environ.get("LIGHTBOX_TEST_BACKEND", "embedded") != "embedded",
-                    reason="frames are read from the embedded blob directory")
 def test_import_walkthrough_with_cli(server, corpus, tmp_path):
     import imagecodecs
 
@@ -301,18 +328,6 @@ def test_lightbox_import_command(server, corpus, tmp_path):
     assert proc.returncode != 0 and "ResourceNotFoundException" in proc.stderr, proc.stderr
 
 
-def catalog_rows(server, sql):
-    import sqlite3
-
-    con = sqlite3.connect(server.data_dir / "catalog.db")
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-@pytest.mark.skipif(os.environ.get("LIGHTBOX_TEST_BACKEND", "embedded") != "embedded",
-                    reason="inspects the embedded catalog and blob directory")
 def test_sigkill_during_import_leaves_a_consistent_store(make_server, corpus, tmp_path):
     """SIGKILL while a job runs; after a restart the job ends FAILED with a truthful message, no
     image set stays LOCKED, and no blob is left that no record owns."""
@@ -424,8 +439,6 @@ def decode_stored(data, ts):
     return None
 
 
-@pytest.mark.skipif(os.environ.get("LIGHTBOX_TEST_BACKEND", "embedded") != "embedded",
-                    reason="frames are read from the embedded blob directory")
 def test_import_whole_pydicom_corpus(server, corpus, tmp_path):
     """The whole pydicom / pydicom-data corpus in one job: the expected files fail with their
     reasons, everything else imports, and every stored frame decodes (independent decoders) to

@@ -82,8 +82,6 @@ def test_job_limits_fail_the_job(make_server, corpus, tmp_path, env, files, mess
     assert manifest["jobSummary"]["imageSetsSummary"] == []
 
 
-@pytest.mark.skipif(os.environ.get("LIGHTBOX_TEST_BACKEND", "embedded") != "embedded",
-                    reason="frames are read from the embedded blob directory")
 def test_jpeg_2000_lossless_data_store(server, corpus, tmp_path):
     import imagecodecs
     import pydicom
