@@ -101,26 +101,9 @@ pub struct GroupingKey {
     pub series_number: Option<String>,
 }
 
-/// What `SearchImageSets` returns in `DICOMTags` (notes §7), trimmed; `None` when absent/empty.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct SearchTags {
-    pub patient_id: Option<String>,
-    pub patient_name: Option<String>,
-    pub patient_birth_date: Option<String>,
-    pub patient_sex: Option<String>,
-    pub accession_number: Option<String>,
-    pub study_id: Option<String>,
-    pub study_instance_uid: Option<String>,
-    pub study_date: Option<String>,
-    pub study_time: Option<String>,
-    pub study_description: Option<String>,
-    pub series_instance_uid: Option<String>,
-    pub series_modality: Option<String>,
-    /// BodyPartExamined.
-    pub series_body_part: Option<String>,
-    /// SeriesNumber as an integer (`None` if absent or not an integer).
-    pub series_number: Option<i64>,
-}
+/// What `SearchImageSets` returns in `DICOMTags` (notes §7), trimmed; `None` when absent/empty:
+/// the domain's record of what an image set is found by.
+pub use lightbox_domain::ImageSetDicomTags as SearchTags;
 
 /// The metadata of one instance, split by level of the image set document. Patient, study and
 /// series maps are sorted by keyword (as in AWS output); the instance map is in tag order (group

@@ -104,7 +104,7 @@ pub struct ImageSet {
 
 /// The DICOM elements an image set is found and grouped by: SearchImageSets' `DICOMTags` and
 /// filters, and the primary image set of a series. Values are as stored (trimmed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageSetDicomTags {
     pub patient_id: Option<String>,
     pub patient_name: Option<String>,

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lightbox_dicom::{GroupingKey, InstanceMetadata, MetadataDocument, SearchTags, StoredInstance};
 use lightbox_domain::{
-    DatastoreId, ImageSet, ImageSetDicomTags, ImageSetId, ImageSetState, ImageSetWorkflowStatus,
-    ImportJob, ImportJobStatus, LosslessStorageFormat,
+    DatastoreId, ImageSet, ImageSetId, ImageSetState, ImageSetWorkflowStatus, ImportJob,
+    ImportJobStatus, LosslessStorageFormat,
 };
 use lightbox_s3::{S3Access, S3AccessError};
 use lightbox_storage::{
@@ -84,25 +84,6 @@ fn grouping_json(g: &GroupingKey) -> String {
         g.series_number
     ])
     .to_string()
-}
-
-fn dicom_tags(s: &SearchTags) -> ImageSetDicomTags {
-    ImageSetDicomTags {
-        patient_id: s.patient_id.clone(),
-        patient_name: s.patient_name.clone(),
-        patient_birth_date: s.patient_birth_date.clone(),
-        patient_sex: s.patient_sex.clone(),
-        accession_number: s.accession_number.clone(),
-        study_id: s.study_id.clone(),
-        study_instance_uid: s.study_instance_uid.clone(),
-        study_date: s.study_date.clone(),
-        study_time: s.study_time.clone(),
-        study_description: s.study_description.clone(),
-        series_instance_uid: s.series_instance_uid.clone(),
-        series_modality: s.series_modality.clone(),
-        series_body_part: s.series_body_part.clone(),
-        series_number: s.series_number,
-    }
 }
 
 fn s3_failure(what: &str, e: &S3AccessError) -> JobFailure {
@@ -928,7 +909,7 @@ impl Service {
         let first = members.first().ok_or("empty group")?;
         Ok(ImageSetContent {
             grouping: group.grouping.clone(),
-            tags: dicom_tags(&first.search),
+            tags: first.search.clone(),
             instance_count: doc.instance_count() as i64,
             metadata_key: key,
             metadata_size: size,

@@ -1273,15 +1273,7 @@ impl Catalog for SqlCatalog {
         now: Millis,
     ) -> Result<BeginVersionOutcome, StorageError> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(Self::sql(format!(
-            "SELECT {IMAGE_SET_COLUMNS} FROM image_sets WHERE datastore_id = $1 AND id = $2{}",
-            self.for_update()
-        )))
-        .bind(datastore_id.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(current) = row.as_ref().map(image_set_from_row).transpose()? else {
+        let Some(current) = self.lock_image_set(&mut tx, datastore_id, id).await? else {
             tx.rollback().await?;
             return Ok(BeginVersionOutcome::NotFound);
         };
@@ -1323,15 +1315,7 @@ impl Catalog for SqlCatalog {
         now: Millis,
     ) -> Result<bool, StorageError> {
         let mut tx = self.begin_write().await?;
-        let row = sqlx::query(Self::sql(format!(
-            "SELECT {IMAGE_SET_COLUMNS} FROM image_sets WHERE datastore_id = $1 AND id = $2{}",
-            self.for_update()
-        )))
-        .bind(datastore_id.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let current = row.as_ref().map(image_set_from_row).transpose()?;
+        let current = self.lock_image_set(&mut tx, datastore_id, id).await?;
         if !current.is_some_and(|c| c.version == version && c.state == ImageSetState::Locked) {
             tx.rollback().await?;
             return Ok(false);
@@ -1457,6 +1441,25 @@ impl Catalog for SqlCatalog {
 }
 
 impl SqlCatalog {
+    /// Reads an image set's latest-version record inside an open write transaction, locking its
+    /// row where the dialect has row locks.
+    async fn lock_image_set(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        ds: &DatastoreId,
+        id: &ImageSetId,
+    ) -> Result<Option<ImageSet>, StorageError> {
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {IMAGE_SET_COLUMNS} FROM image_sets WHERE datastore_id = $1 AND id = $2{}",
+            self.for_update()
+        )))
+        .bind(ds.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        row.as_ref().map(image_set_from_row).transpose()
+    }
+
     /// The live primary image set of a series, inside an open transaction or connection.
     async fn primary_of(
         &self,
