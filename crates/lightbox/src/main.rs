@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the AWS HealthImaging API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Import a local folder of DICOM files into a data store of a running Lightbox.
     Import(import_cli::ImportArgs),
 }
@@ -165,7 +165,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Import(args) => import_cli::run(args).await,
     };
     match result {
@@ -269,7 +269,9 @@ mod tests {
             "0.0.0.0:9000",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(args.credentials.unwrap().0.len(), 2);
         assert!(Cli::try_parse_from(["lightbox", "serve", "--credentials", "nocolon"]).is_err());
         assert!(Cli::try_parse_from(["lightbox", "serve", "--account-id", "12"]).is_err());
@@ -277,7 +279,10 @@ mod tests {
 
     #[test]
     fn builtin_s3_is_on_by_default_and_can_be_turned_off() {
-        let Command::Serve(args) = Cli::try_parse_from(["lightbox", "serve"]).unwrap().command;
+        let Command::Serve(args) = Cli::try_parse_from(["lightbox", "serve"]).unwrap().command
+        else {
+            panic!("not serve")
+        };
         assert!(args.builtin_s3);
         assert!(args.import_s3_endpoint.is_none());
         let Command::Serve(args) = Cli::try_parse_from([
@@ -290,7 +295,10 @@ mod tests {
             "--import-s3-virtual-hosted-style",
         ])
         .unwrap()
-        .command;
+        .command
+        else {
+            panic!("not serve")
+        };
         assert!(!args.builtin_s3);
         assert_eq!(
             args.import_s3_endpoint.as_deref(),
