@@ -101,6 +101,11 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
     let (shutdown, rx) = watch::channel(false);
     let mut http_rx = rx.clone();
     let http = tokio::spawn(async move {
+        // No Nagle delay: small responses (S3 GETs, JSON) would otherwise wait ~40 ms for
+        // the client's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = http_rx.wait_for(|stop| *stop).await;
