@@ -230,15 +230,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| config.data_dir.join("blobs").display().to_string());
     let builtin_s3 = config.builtin_s3;
     let server = lightbox::start(config).await?;
-    println!(
+    // The ready line. Write errors are ignored: whoever started us may have stopped reading
+    // stdout after it, and a server must not die of that.
+    let mut ready = format!(
         "Lightbox is serving the AWS HealthImaging API at {} (catalog: {catalog}; blobs: {blobs})",
         server.endpoint_url(),
     );
     if builtin_s3 {
-        println!(
-            "Built-in S3 at the same URL (path-style, same credentials; buckets in {})",
+        ready.push_str(&format!(
+            "\nBuilt-in S3 at the same URL (path-style, same credentials; buckets in {})",
             args.data_dir.join("s3").display()
-        );
+        ));
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{ready}");
+        let _ = out.flush();
     }
     wait_for_signal().await?;
     tracing::info!("shutting down");
