@@ -316,7 +316,8 @@ pub trait Catalog: Send + Sync + 'static {
 
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StorageError>;
 
-    /// Inserts an image set record (its first version). Fails if the data store is unknown.
+    /// Inserts an image set record and its version row, without content (a record seeded by
+    /// tests of operations that need one). Fails unless the data store is ACTIVE.
     async fn insert_image_set(&self, image_set: &ImageSet) -> Result<(), StorageError>;
 
     async fn get_image_set(

@@ -369,6 +369,27 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.is_unique_violation())
 }
 
+/// Inserts the latest-version record of a new image set inside an open transaction.
+async fn insert_image_set_row(
+    tx: &mut sqlx::AnyConnection,
+    s: &ImageSet,
+) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO image_sets ({IMAGE_SET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    )))
+    .bind(s.datastore_id.as_str())
+    .bind(s.id.as_str())
+    .bind(s.version)
+    .bind(s.state.as_str())
+    .bind(s.workflow_status.as_str())
+    .bind(i64::from(s.is_primary))
+    .bind(s.created_at.0)
+    .bind(s.updated_at.0)
+    .bind(s.deleted_at.map(|m| m.0))
+    .execute(&mut *tx)
+    .await
+}
+
 /// Inserts frame rows live from `version` and forgets their pending blobs.
 async fn insert_frames(
     tx: &mut sqlx::AnyConnection,
@@ -848,20 +869,8 @@ impl Catalog for SqlCatalog {
                 "image sets can only be added to an ACTIVE data store".into(),
             ));
         }
-        sqlx::query(Self::sql(format!(
-            "INSERT INTO image_sets ({IMAGE_SET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        )))
-        .bind(s.datastore_id.as_str())
-        .bind(s.id.as_str())
-        .bind(s.version)
-        .bind(s.state.as_str())
-        .bind(s.workflow_status.as_str())
-        .bind(i64::from(s.is_primary))
-        .bind(s.created_at.0)
-        .bind(s.updated_at.0)
-        .bind(s.deleted_at.map(|m| m.0))
-        .execute(&mut *tx)
-        .await?;
+        insert_image_set_row(&mut tx, s).await?;
+        self.insert_version(&mut tx, s, None, None, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1204,20 +1213,7 @@ impl Catalog for SqlCatalog {
                 });
             }
         }
-        let inserted = sqlx::query(Self::sql(format!(
-            "INSERT INTO image_sets ({IMAGE_SET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        )))
-        .bind(s.datastore_id.as_str())
-        .bind(s.id.as_str())
-        .bind(s.version)
-        .bind(s.state.as_str())
-        .bind(s.workflow_status.as_str())
-        .bind(i64::from(s.is_primary))
-        .bind(s.created_at.0)
-        .bind(s.updated_at.0)
-        .bind(s.deleted_at.map(|m| m.0))
-        .execute(&mut *tx)
-        .await;
+        let inserted = insert_image_set_row(&mut tx, s).await;
         if let Err(e) = &inserted
             && is_unique_violation(e)
             && s.is_primary
@@ -1240,7 +1236,7 @@ impl Catalog for SqlCatalog {
         }
         inserted?;
         write_content(&mut tx, &s.datastore_id, &s.id, c).await?;
-        self.insert_version(&mut tx, s, None, &new.job_id, Some(c))
+        self.insert_version(&mut tx, s, None, Some(&new.job_id), Some(c))
             .await?;
         insert_frames(&mut tx, &s.datastore_id, &s.id, s.version, &new.frames).await?;
         tx.commit().await?;
@@ -1300,7 +1296,7 @@ impl Catalog for SqlCatalog {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-        self.insert_version(&mut tx, &next, Some(expected_latest), job_id, None)
+        self.insert_version(&mut tx, &next, Some(expected_latest), Some(job_id), None)
             .await?;
         tx.commit().await?;
         Ok(BeginVersionOutcome::Begun(next.version))
@@ -1500,14 +1496,15 @@ impl SqlCatalog {
         }))
     }
 
-    /// Records a version row mirroring `s`; its document is `content`'s, or (for a version
-    /// still being written) the previous version's until it completes.
+    /// Records a version row mirroring `s` (written by `job_id`, if any); its document is
+    /// `content`'s, or (for a version still being written) the previous version's until it
+    /// completes.
     async fn insert_version(
         &self,
         tx: &mut sqlx::AnyConnection,
         s: &ImageSet,
         previous: Option<i64>,
-        job_id: &str,
+        job_id: Option<&str>,
         content: Option<&ImageSetContent>,
     ) -> Result<(), StorageError> {
         let (key, size) = match (content, previous) {
