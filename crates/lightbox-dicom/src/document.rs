@@ -121,10 +121,7 @@ impl MetadataDocument {
 
     /// Gzip-compressed compact JSON (what `GetImageSetMetadata` returns).
     pub fn to_gzip(&self) -> Vec<u8> {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(&self.to_json_bytes())
-            .expect("writing to a Vec cannot fail");
-        enc.finish().expect("writing to a Vec cannot fail")
+        gzip(&self.to_json_bytes())
     }
 
     /// The document as JSON.
@@ -278,6 +275,13 @@ fn merge_level(into: &mut Map<String, Value>, from: &Map<String, Value>) {
     if added {
         into.sort_keys();
     }
+}
+
+/// Gzip of a serialized document (`to_gzip` for a caller that already holds the JSON bytes).
+pub fn gzip(json: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(json).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
 }
 
 #[cfg(test)]

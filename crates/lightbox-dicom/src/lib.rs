@@ -15,7 +15,7 @@ mod multi_valued;
 mod p10;
 mod scan;
 
-pub use document::{DocumentError, FrameEntry, MetadataDocument, StoredInstance};
+pub use document::{DocumentError, FrameEntry, MetadataDocument, StoredInstance, gzip};
 pub use instance::parse_p10;
 pub use json::{hex_key, is_multi_valued, key_of, tag_of_key};
 pub use scan::{Encoding, ScanError, ScanLimits, ScanSummary, scan_dataset};

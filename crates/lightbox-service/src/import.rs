@@ -888,14 +888,16 @@ impl Service {
         members: &[&ImportedInstance],
         group: &Group,
     ) -> Result<ImageSetContent, String> {
-        let json_len = doc.to_json_bytes().len() as u64;
+        let json = doc.to_json_bytes();
+        let json_len = json.len() as u64;
         if json_len > self.config.import.max_metadata_bytes {
             return Err(format!(
                 "The image set metadata would exceed {} bytes, the limit per image set",
                 self.config.import.max_metadata_bytes
             ));
         }
-        let gz = doc.to_gzip();
+        let gz = lightbox_dicom::gzip(&json);
+        drop(json);
         let key = metadata_blob_key(&job.datastore_id);
         self.catalog
             .register_pending_blobs(&job.id, std::slice::from_ref(&key), self.clock.now())
