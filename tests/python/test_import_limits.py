@@ -109,3 +109,42 @@ def test_jpeg_2000_lossless_data_store(server, corpus, tmp_path):
         if int(getattr(src, "NumberOfFrames", 1) or 1) > 1:
             want = want[0]
         assert np.array_equal(got.astype(np.int64), want.astype(np.int64)), name
+
+
+def test_memory_budget_and_metadata_size_are_failure_lines(make_server, corpus, tmp_path):
+    """A file needing more memory than the node's import budget, and an image set whose metadata
+    document would exceed its limit, are failure lines naming the limit; the job completes."""
+    big = max((p for p in corpus.iterdir() if p.suffix == ".dcm"), key=lambda p: p.stat().st_size)
+    assert big.stat().st_size * 3 > 1 << 20
+    srv = make_server(env={"LIGHTBOX_IMPORT_MEMORY_BUDGET": str(1 << 20),
+                           "LIGHTBOX_IMPORT_MAX_METADATA_BYTES": "2000"})
+    ds = make_datastore(srv, "budget")
+    run_aws(srv, "s3", "mb", "s3://budget")
+    run_aws(srv, "s3", "cp", str(big), "s3://budget/in/big.dcm")
+    run_aws(srv, "s3", "cp", str(corpus / "CT_small.dcm"), "s3://budget/in/ct.dcm")
+    props, _ = start_and_wait(srv, ds, "s3://budget/in/", "s3://budget/out/")
+    assert props["jobStatus"] == "COMPLETED", props
+    manifest, lines = read_outputs(srv, props, tmp_path / "o")
+    failed = {pathlib.PurePosixPath(l["inputFile"]).name: l["exception"]["message"] for l in lines["FAILURE"]}
+    assert "--import-memory-budget" in failed["big.dcm"], failed
+    assert "metadata would exceed 2000 bytes" in failed["ct.dcm"], failed
+    assert manifest["jobSummary"]["imageSetsSummary"] == []
+
+
+def test_input_owner_account_must_match(server, tmp_path):
+    ds = make_datastore(server, "owner")
+    run_aws(server, "s3", "mb", "s3://owner-out")
+    client = server.client()
+    job = client.start_dicom_import_job(datastoreId=ds, dataAccessRoleArn=ROLE, inputS3Uri="s3://owner-out/in/",
+                                        outputS3Uri="s3://owner-out/out/", inputOwnerAccountId="123456789012")
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        props = client.get_dicom_import_job(datastoreId=ds, jobId=job["jobId"])["jobProperties"]
+        if props["jobStatus"] in ("COMPLETED", "FAILED"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert props["jobStatus"] == "FAILED"
+    assert "inputOwnerAccountId" in props["message"]

@@ -392,3 +392,25 @@ async fn import_job_errors() {
     );
     srv.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unfinished_job_quota_is_service_quota_exceeded() {
+    // A quota of 0 makes every start exceed it, without racing a worker that finishes jobs.
+    let srv = TestServer::start_with(|c| c.import.max_running_jobs = 0)
+        .await
+        .unwrap();
+    let client = srv.client();
+    let ds = create_active(&client, "quota").await.unwrap();
+    let err = client
+        .start_dicom_import_job()
+        .datastore_id(&ds)
+        .data_access_role_arn(ROLE)
+        .input_s3_uri("s3://bucket-in/x/")
+        .output_s3_uri("s3://bucket-out/y/")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ServiceQuotaExceededException"), "{err:?}");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(402));
+    srv.shutdown().await.unwrap();
+}
