@@ -125,6 +125,30 @@ HTJ2K_SOURCES = [
 ]
 
 
+def write_reference(out, name, ds, frames, ts, decoder):
+    """Writes NAME.raw (frames, little-endian) and returns the oracle.json entry of a generated file."""
+    dtype = frames[0].dtype.newbyteorder("<")
+    with open(os.path.join(out, name + ".raw"), "wb") as f:
+        for a in frames:
+            f.write(a.astype(dtype).tobytes())
+    return {
+        "name": name,
+        "path": os.path.join("generated", name),
+        "transfer_syntax": ts,
+        "rows": int(ds.Rows),
+        "columns": int(ds.Columns),
+        "samples_per_pixel": int(ds.SamplesPerPixel),
+        "bits_allocated": int(ds.BitsAllocated),
+        "bits_stored": int(ds.BitsStored),
+        "pixel_representation": int(ds.PixelRepresentation),
+        "photometric": str(ds.PhotometricInterpretation),
+        "number_of_frames": len(frames),
+        "frames": len(frames),
+        "dtype": dtype.str,
+        "decoder": decoder,
+    }
+
+
 def generate_htj2k(src, out):
     """Writes OUT/generated/htj2k_<name> (HTJ2K lossless by imagecodecs / OpenJPH) and their
     reference samples; returns their oracle entries ("path" relative to OUT)."""
@@ -157,28 +181,7 @@ def generate_htj2k(src, out):
         if "PlanarConfiguration" in ds:
             ds.PlanarConfiguration = 0
         ds.save_as(os.path.join(gen, name), enforce_file_format=True)
-        dtype = frames[0].dtype.newbyteorder("<")
-        with open(os.path.join(out, name + ".raw"), "wb") as f:
-            for a in frames:
-                f.write(a.astype(dtype).tobytes())
-        entries.append(
-            {
-                "name": name,
-                "path": os.path.join("generated", name),
-                "transfer_syntax": ts,
-                "rows": int(ds.Rows),
-                "columns": int(ds.Columns),
-                "samples_per_pixel": int(ds.SamplesPerPixel),
-                "bits_allocated": int(ds.BitsAllocated),
-                "bits_stored": int(ds.BitsStored),
-                "pixel_representation": int(ds.PixelRepresentation),
-                "photometric": str(ds.PhotometricInterpretation),
-                "number_of_frames": len(frames),
-                "frames": len(frames),
-                "dtype": dtype.str,
-                "decoder": "pydicom (source before HTJ2K encoding)",
-            }
-        )
+        entries.append(write_reference(out, name, ds, frames, ts, "pydicom (source before HTJ2K encoding)"))
     return entries
 
 
@@ -207,28 +210,7 @@ def generate_relabelled(src, out):
         target = os.path.join(gen, name)
         ds.save_as(target, enforce_file_format=True)
         frames = [np.ascontiguousarray(a) for a in iter_pixels(target, as_rgb=True)]
-        dtype = frames[0].dtype.newbyteorder("<")
-        with open(os.path.join(out, name + ".raw"), "wb") as f:
-            for a in frames:
-                f.write(a.astype(dtype).tobytes())
-        entries.append(
-            {
-                "name": name,
-                "path": os.path.join("generated", name),
-                "transfer_syntax": ts,
-                "rows": int(ds.Rows),
-                "columns": int(ds.Columns),
-                "samples_per_pixel": int(ds.SamplesPerPixel),
-                "bits_allocated": int(ds.BitsAllocated),
-                "bits_stored": int(ds.BitsStored),
-                "pixel_representation": int(ds.PixelRepresentation),
-                "photometric": str(ds.PhotometricInterpretation),
-                "number_of_frames": len(frames),
-                "frames": len(frames),
-                "dtype": dtype.str,
-                "decoder": "pydicom",
-            }
-        )
+        entries.append(write_reference(out, name, ds, frames, ts, "pydicom"))
     return entries
 
 
