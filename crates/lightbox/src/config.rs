@@ -47,32 +47,9 @@ pub struct Config {
     pub import: lightbox_service::ImportConfig,
 }
 
-/// How to reach an S3-compatible blob store.
-#[derive(Clone, Default)]
-pub struct S3Options {
-    /// Custom endpoint (MinIO, Ceph, Garage…); `None` is AWS S3.
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    /// Virtual-hosted-style addressing (`bucket.host`) instead of path style.
-    pub virtual_hosted_style: bool,
-}
-
-impl std::fmt::Debug for S3Options {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Options")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "***"),
-            )
-            .field("virtual_hosted_style", &self.virtual_hosted_style)
-            .finish()
-    }
-}
+/// How to reach an S3-compatible store (the blob store's or the import jobs'): endpoint, region,
+/// keys (redacted in `Debug`), addressing style.
+pub use lightbox_s3::ExternalS3Config as S3Options;
 
 /// A database URL with any password replaced, for messages.
 pub fn redact_url(url: &str) -> String {

@@ -145,19 +145,10 @@ pub fn open_s3(config: &Config, credentials: &HashMap<String, String>) -> anyhow
         None
     };
     let s3_access: Arc<dyn S3Access> = match (&config.import_s3.endpoint, &endpoint) {
-        (Some(url), _) => {
-            let o = &config.import_s3;
-            Arc::new(
-                lightbox_s3::ExternalS3::new(lightbox_s3::ExternalS3Config {
-                    endpoint: Some(url.clone()),
-                    region: o.region.clone(),
-                    access_key_id: o.access_key_id.clone(),
-                    secret_access_key: o.secret_access_key.clone(),
-                    virtual_hosted_style: o.virtual_hosted_style,
-                })
+        (Some(_), _) => Arc::new(
+            lightbox_s3::ExternalS3::new(config.import_s3.clone())
                 .context("invalid --import-s3-* settings")?,
-            )
-        }
+        ),
         (None, Some(e)) => Arc::new(e.builtin_access()),
         (None, None) => Arc::new(lightbox_s3::BuiltinS3::open(&root).with_context(|| {
             format!("cannot open the built-in S3 directory {}", root.display())
