@@ -139,13 +139,13 @@ impl Service {
             let message = "The import job was interrupted (the server processing it stopped) \
                            before it completed. The image sets in the job output manifest were \
                            imported, other files were not";
-            self.fail_import(&job, message, 0).await;
+            self.fail_import(&job, message).await;
             return Ok("ended FAILED after an interruption".into());
         }
         match self.import(&job).await {
             Ok(summary) => Ok(summary),
             Err(message) => {
-                self.fail_import(&job, &message, 0).await;
+                self.fail_import(&job, &message).await;
                 Ok(format!("import job FAILED: {message}"))
             }
         }
@@ -159,22 +159,19 @@ impl Service {
 
     /// Ends a job FAILED: finishes versions it left LOCKED, deletes its pending blobs, writes
     /// the outputs it can, and records `message`.
-    async fn fail_import(&self, job: &ImportJob, message: &str, scanned: u64) {
+    async fn fail_import(&self, job: &ImportJob, message: &str) {
         let committed = self.recover_import_versions(job).await;
         self.collect_pending_blobs(&job.id).await;
         let failure = vec![json!({
-            "inputFile": job.input_s3_uri.strip_prefix("s3://").and_then(|r| r.split_once('/')).map(|(_, k)| k).unwrap_or(""),
+            "inputFile": split_s3_uri(&job.input_s3_uri).map(|(_, prefix)| prefix).unwrap_or(""),
             "exception": {"exceptionType": "ValidationException", "message": message},
         })];
+        // What was scanned before the failure is not known here: the manifest counts the image
+        // sets committed and the one failure line.
         let summary = ImportSummary {
-            scanned,
-            imported: 0,
-            customer_errors: 0,
-            server_errors: 0,
             image_sets: committed,
-            success: vec![],
             failure,
-            warning: vec![],
+            ..ImportSummary::default()
         };
         if let Err(e) = self.write_outputs(job, &summary).await {
             tracing::warn!(job_id = %job.id, error = %e, "writing the outputs of a failed import job failed");
