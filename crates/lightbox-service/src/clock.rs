@@ -15,3 +15,13 @@ impl Clock for SystemClock {
         Millis::from_system_time(std::time::SystemTime::now())
     }
 }
+
+/// Wall-clock time moved forward by a fixed offset (a testing aid: storage tiers after days).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OffsetClock(pub std::time::Duration);
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Millis {
+        Millis::from_system_time(std::time::SystemTime::now() + self.0)
+    }
+}

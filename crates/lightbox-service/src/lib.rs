@@ -14,7 +14,7 @@ mod jobs;
 mod tags;
 mod token;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, OffsetClock, SystemClock};
 pub use datastores::CreateDatastoreInput;
 pub use error::ServiceError;
 pub use import_jobs::{StartImportJobInput, split_s3_uri};

@@ -45,6 +45,9 @@ pub struct Config {
     pub import_s3: S3Options,
     /// DICOM import limits and parallelism (HealthImaging's quotas by default).
     pub import: lightbox_service::ImportConfig,
+    /// Added to the wall clock for everything the service times (creation and access times,
+    /// storage tiers); 0 in production. Tests move time with it across restarts.
+    pub clock_offset: Duration,
 }
 
 /// How to reach an S3-compatible store (the blob store's or the import jobs'): endpoint, region,
@@ -83,6 +86,7 @@ impl Config {
             builtin_s3: true,
             import_s3: S3Options::default(),
             import: lightbox_service::ImportConfig::default(),
+            clock_offset: Duration::ZERO,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use lightbox_api::ApiState;
-use lightbox_service::{Service, ServiceConfig, SystemClock};
+use lightbox_service::{OffsetClock, Service, ServiceConfig};
 use lightbox_storage::blob::{BlobStoreLocation, S3Settings, parse_blob_store_url};
 use lightbox_storage::{ObjectBlobStore, SqlCatalog};
 use tokio::sync::watch;
@@ -80,7 +80,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 import: config.import.clone(),
                 ..ServiceConfig::default()
             },
-            Arc::new(SystemClock),
+            Arc::new(OffsetClock(config.clock_offset)),
         )
         .await
         .context("cannot start the service")?

@@ -132,6 +132,10 @@ struct ServeArgs {
     /// Files parsed and transcoded at once on this node (default: the number of cores).
     #[arg(long, env = "LIGHTBOX_IMPORT_CONCURRENCY")]
     import_concurrency: Option<usize>,
+    /// Testing aid: seconds added to the service's clock (storage tiers after 30 days…).
+    /// Request signatures are still checked against the real time.
+    #[arg(long, env = "LIGHTBOX_CLOCK_OFFSET_SECS", default_value_t = 0, hide = true)]
+    clock_offset_secs: u64,
 }
 
 /// The whole `AKID:SECRET[,…]` list as one value (clap would otherwise treat a `Vec` as
@@ -218,6 +222,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .import_concurrency
                 .unwrap_or_else(|| lightbox_service::ImportConfig::default().file_concurrency),
         },
+        clock_offset: Duration::from_secs(args.clock_offset_secs),
     };
     let catalog = config
         .catalog
