@@ -58,6 +58,18 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Respo
         );
         return response;
     }
+    if method == http::Method::OPTIONS {
+        let response = preflight(req.headers());
+        tracing::info!(
+            request_id,
+            method = %method,
+            operation = "preflight",
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        return response;
+    }
     let (operation, result) = process(&state, req).await;
     let mut response = match result {
         Ok(r) => r,
@@ -71,6 +83,7 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Respo
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-RequestId", v);
     }
+    allow_cross_origin(response.headers_mut());
     let status = response.status().as_u16();
     let error_type = response
         .headers()
@@ -87,6 +100,39 @@ async fn handle(State(state): State<Arc<ApiState>>, req: Request<Body>) -> Respo
         "request"
     );
     response
+}
+
+/// Response headers a browser on another origin may read (the request id and error type SDKs
+/// parse, and the body's encoding).
+const EXPOSED_HEADERS: &str = "x-amzn-RequestId, x-amzn-ErrorType, x-amz-request-id, \
+     Content-Encoding, Content-Length, Content-Type";
+
+/// Lets web viewers on any origin call the API: requests are authenticated by their SigV4
+/// signature, never by cookies, so no origin needs to be singled out.
+fn allow_cross_origin(h: &mut http::HeaderMap) {
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static(EXPOSED_HEADERS),
+    );
+}
+
+/// The answer to a CORS preflight (`OPTIONS`), given before authentication (browsers send no
+/// credentials with it). The requested headers are echoed: a `*` would not cover
+/// `Authorization`.
+fn preflight(request: &http::HeaderMap) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let h = resp.headers_mut();
+    allow_cross_origin(h);
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    );
+    if let Some(v) = request.get("access-control-request-headers") {
+        h.insert("access-control-allow-headers", v.clone());
+    }
+    h.insert("access-control-max-age", HeaderValue::from_static("86400"));
+    resp
 }
 
 async fn process(
@@ -219,6 +265,26 @@ fn render(operation: &str, output: Output) -> Result<Response, ApiError> {
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+            Ok(resp)
+        }
+        Output::Stream {
+            content_type,
+            content_encoding,
+            content_length,
+            body,
+        } => {
+            let mut resp = Response::new(Body::from_stream(body));
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            );
+            if let Some(e) = content_encoding {
+                h.insert(http::header::CONTENT_ENCODING, HeaderValue::from_static(e));
+            }
+            if let Some(n) = content_length {
+                h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
             Ok(resp)
         }
     }

@@ -212,6 +212,53 @@ impl MetadataDocument {
             })
     }
 
+    /// What the image set is found by (SearchImageSets' `DICOMTags`), read from the merged
+    /// document: the patient and study levels and the first series (an image set holds one).
+    pub fn search_tags(&self) -> crate::SearchTags {
+        fn dicom(v: Option<&Value>) -> Option<&Map<String, Value>> {
+            v?.get("DICOM")?.as_object()
+        }
+        let study_obj = self.root.get("Study");
+        let patient = dicom(self.root.get("Patient"));
+        let study = dicom(study_obj);
+        let first_series = study_obj
+            .and_then(|s| s.get("Series"))
+            .and_then(Value::as_object)
+            .and_then(|m| m.iter().next());
+        let series = dicom(first_series.map(|(_, s)| s));
+        let text = |level: Option<&Map<String, Value>>, key: &str| -> Option<String> {
+            // As the instance's own search tags read it: values joined by `\`.
+            let one = |v: &Value| match v {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            };
+            let s = match level?.get(key)? {
+                Value::Array(a) => a.iter().filter_map(one).collect::<Vec<_>>().join("\\"),
+                v => one(v)?,
+            };
+            let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
+            (!s.is_empty()).then(|| s.to_string())
+        };
+        crate::SearchTags {
+            patient_id: text(patient, "PatientID"),
+            patient_name: text(patient, "PatientName"),
+            patient_birth_date: text(patient, "PatientBirthDate"),
+            patient_sex: text(patient, "PatientSex"),
+            accession_number: text(study, "AccessionNumber"),
+            study_id: text(study, "StudyID"),
+            study_instance_uid: text(study, "StudyInstanceUID"),
+            study_date: text(study, "StudyDate"),
+            study_time: text(study, "StudyTime"),
+            study_description: text(study, "StudyDescription"),
+            series_instance_uid: text(series, "SeriesInstanceUID")
+                .or_else(|| first_series.map(|(uid, _)| uid.clone())),
+            series_modality: text(series, "Modality"),
+            series_body_part: text(series, "BodyPartExamined"),
+            series_number: text(series, "SeriesNumber").and_then(|n| n.parse().ok()),
+        }
+    }
+
     /// Every `ImageFrames[].ID`, in document order.
     pub fn frame_ids(&self) -> Vec<String> {
         self.instances()

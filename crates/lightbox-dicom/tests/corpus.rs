@@ -3,7 +3,7 @@
 
 mod common;
 
-use lightbox_dicom::{InstanceMetadata, Limits, parse_p10};
+use lightbox_dicom::{InstanceMetadata, Limits, MetadataDocument, StoredInstance, parse_p10};
 use serde_json::{Map, Value};
 
 /// Files that must fail, with (a part of) their message and why.
@@ -94,6 +94,19 @@ fn every_corpus_file_parses_or_fails_as_expected() {
                     if !contains_key_deep(&md.instance, k) {
                         problems.push(format!("{name}: DICOMVRs key {k} not in the metadata"));
                     }
+                }
+                // Search reads an image set's tags from its document: the same as the file's.
+                let mut doc = MetadataDocument::new("d", "i");
+                doc.put_instance(
+                    md,
+                    &p.series_instance_uid,
+                    &p.sop_instance_uid,
+                    &StoredInstance::default(),
+                );
+                if doc.search_tags() != p.search {
+                    problems.push(format!(
+                        "{name}: document search tags differ from the instance's"
+                    ));
                 }
             }
             (Ok(_), Some((_, msg))) => problems.push(format!("{name}: parsed, expected `{msg}`")),

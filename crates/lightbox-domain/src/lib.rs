@@ -14,6 +14,9 @@ pub mod time;
 pub use arn::{ResourceArn, ResourceRef};
 pub use datastore::{Datastore, DatastoreStatus, LosslessStorageFormat};
 pub use ids::{DatastoreId, ImageSetId, InvalidId};
-pub use image_set::{ImageSet, ImageSetDicomTags, ImageSetState, ImageSetWorkflowStatus};
+pub use image_set::{
+    ImageSet, ImageSetDicomTags, ImageSetState, ImageSetWorkflowStatus, StorageTier,
+    study_date_time_key,
+};
 pub use import_job::{ImportJob, ImportJobStatus, new_import_job_id};
 pub use time::Millis;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lightbox_dicom::{GroupingKey, InstanceMetadata, MetadataDocument, SearchTags, StoredInstance};
+use lightbox_dicom::{GroupingKey, InstanceMetadata, MetadataDocument, StoredInstance};
 use lightbox_domain::{
     DatastoreId, ImageSet, ImageSetId, ImageSetState, ImageSetWorkflowStatus, ImportJob,
     ImportJobStatus, LosslessStorageFormat,
@@ -50,7 +50,6 @@ struct ImportedInstance {
     study_instance_uid: String,
     series_instance_uid: String,
     grouping: GroupingKey,
-    search: SearchTags,
     stored: StoredInstance,
     frames: Vec<FrameRecord>,
     warnings: Vec<(u32, &'static str, String)>,
@@ -654,7 +653,6 @@ impl Service {
             study_instance_uid: parsed.study_instance_uid,
             series_instance_uid: parsed.series_instance_uid,
             grouping: parsed.grouping,
-            search: parsed.search,
             stored: StoredInstance {
                 stored_transfer_syntax: info.stored_transfer_syntax,
                 frames: entries,
@@ -772,7 +770,7 @@ impl Service {
             .iter()
             .filter_map(|f| frames.get(f.as_str()).map(|r| (*r).clone()))
             .collect();
-        let content = self.store_document(job, &doc, members, group).await?;
+        let content = self.store_document(job, &doc, group).await?;
         let now = self.clock.now();
         let new = NewImageSet {
             image_set: ImageSet {
@@ -785,6 +783,7 @@ impl Service {
                 created_at: now,
                 updated_at: now,
                 deleted_at: None,
+                last_accessed_at: now,
             },
             content,
             frames: live,
@@ -845,7 +844,7 @@ impl Service {
                 .filter_map(|f| frames.get(f.as_str()).map(|r| (*r).clone()))
                 .collect();
             let removed: Vec<String> = before.difference(&after).cloned().collect();
-            let content = self.store_document(job, &doc, members, group).await?;
+            let content = self.store_document(job, &doc, group).await?;
             Ok(VersionCompletion::Succeeded {
                 status: ImageSetWorkflowStatus::Imported,
                 content: Box::new(content),
@@ -882,7 +881,6 @@ impl Service {
         &self,
         job: &ImportJob,
         doc: &MetadataDocument,
-        members: &[&ImportedInstance],
         group: &Group,
     ) -> Result<ImageSetContent, String> {
         let json = doc.to_json_bytes();
@@ -905,10 +903,10 @@ impl Service {
             .put(&key, Bytes::from(gz))
             .await
             .map_err(internal)?;
-        let first = members.first().ok_or("empty group")?;
         Ok(ImageSetContent {
             grouping: group.grouping.clone(),
-            tags: first.search.clone(),
+            // From the merged document: an image set's first instances set its tags.
+            tags: doc.search_tags(),
             instance_count: doc.instance_count() as i64,
             metadata_key: key,
             metadata_size: size,

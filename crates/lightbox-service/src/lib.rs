@@ -8,6 +8,7 @@
 mod clock;
 mod datastores;
 mod error;
+mod image_sets;
 mod import;
 mod import_jobs;
 mod jobs;
@@ -17,8 +18,13 @@ mod token;
 pub use clock::{Clock, OffsetClock, SystemClock};
 pub use datastores::CreateDatastoreInput;
 pub use error::ServiceError;
+pub use image_sets::{BlobStream, FrameRead, ImageSetView, SearchPage, TOUCH_GRANULARITY};
 pub use import_jobs::{StartImportJobInput, split_s3_uri};
 pub use jobs::default_poll_interval;
+pub use lightbox_storage::{
+    FrameRecord, ImageSetFilter, ImageSetSearch, ImageSetSortField, ImageSetSummary,
+    ImageSetTextField, ImageSetVersion,
+};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -239,6 +239,53 @@ pub struct ImageSetVersion {
     pub deleted_at: Option<Millis>,
 }
 
+/// Text attributes SearchImageSets matches exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSetTextField {
+    PatientId,
+    AccessionNumber,
+    StudyId,
+    StudyInstanceUid,
+    SeriesInstanceUid,
+}
+
+/// One SearchImageSets condition; ranges are inclusive at both ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSetFilter {
+    Text(ImageSetTextField, String),
+    CreatedAt(Millis, Millis),
+    UpdatedAt(Millis, Millis),
+    /// Keys made by `lightbox_domain::study_date_time_key`.
+    StudyDateTime(String, String),
+    IsPrimary(bool),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSetSortField {
+    UpdatedAt,
+    CreatedAt,
+    StudyDateTime,
+}
+
+/// A SearchImageSets query: every filter must hold; the image set id breaks sort ties.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSetSearch {
+    pub filters: Vec<ImageSetFilter>,
+    pub sort: ImageSetSortField,
+    pub descending: bool,
+}
+
+/// A search result: the latest version of a live image set and what it is found by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSetSummary {
+    pub image_set: ImageSet,
+    pub tags: ImageSetDicomTags,
+    /// Series and instances of the study: over all live primary image sets of the study for a
+    /// primary image set, the image set's own for a non-primary one.
+    pub study_series: i64,
+    pub study_instances: i64,
+}
+
 /// The relational half of storage. Implementations must be safe to share between several
 /// Lightbox processes: every guarantee below is enforced by the database, not process memory.
 #[async_trait]
@@ -458,4 +505,41 @@ pub trait Catalog: Send + Sync + 'static {
         id: &ImageSetId,
         version: i64,
     ) -> Result<Vec<FrameRecord>, StorageError>;
+
+    /// One page of a data store's live (not DELETED) image sets matching `search`, from
+    /// indexes only.
+    async fn search_image_sets(
+        &self,
+        datastore_id: &DatastoreId,
+        search: &ImageSetSearch,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<ImageSetSummary>, StorageError>;
+
+    /// One page of an image set's versions, newest first.
+    async fn list_image_set_versions(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<ImageSetVersion>, StorageError>;
+
+    /// An image set and, if it is live in its latest version, one of its frames.
+    async fn get_image_frame(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        frame_id: &str,
+    ) -> Result<Option<(ImageSet, Option<FrameRecord>)>, StorageError>;
+
+    /// Records a touch (storage tiers) unless one at most `granularity` before `now` is
+    /// recorded already; `true` if written.
+    async fn touch_image_set(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        now: Millis,
+        granularity: std::time::Duration,
+    ) -> Result<bool, StorageError>;
 }

@@ -16,6 +16,7 @@ pub use blob::{BlobStore, ObjectBlobStore};
 pub use catalog::{
     BeginVersionOutcome, Catalog, CreateDatastoreOutcome, CreateImageSetOutcome,
     CreateImportJobOutcome, Cursor, DeleteDatastoreOutcome, FrameRecord, ImageSetContent,
+    ImageSetFilter, ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField,
     ImageSetVersion, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page,
     PrimaryImageSet, TagOutcome, VersionCompletion,
 };

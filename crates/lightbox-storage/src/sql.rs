@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lightbox_domain::{
-    Datastore, DatastoreId, DatastoreStatus, ImageSet, ImageSetId, ImageSetState,
-    ImageSetWorkflowStatus, ImportJob, ImportJobStatus, LosslessStorageFormat, Millis, ResourceRef,
+    Datastore, DatastoreId, DatastoreStatus, ImageSet, ImageSetDicomTags, ImageSetId,
+    ImageSetState, ImageSetWorkflowStatus, ImportJob, ImportJobStatus, LosslessStorageFormat,
+    Millis, ResourceRef, study_date_time_key,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -18,6 +19,7 @@ use crate::StorageError;
 use crate::catalog::{
     BeginVersionOutcome, Catalog, CreateDatastoreOutcome, CreateImageSetOutcome,
     CreateImportJobOutcome, Cursor, DeleteDatastoreOutcome, FrameRecord, ImageSetContent,
+    ImageSetFilter, ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField,
     ImageSetVersion, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page,
     PrimaryImageSet, TagOutcome, VersionCompletion,
 };
@@ -45,6 +47,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "import",
         include_str!("../migrations/common/0003_import.sql"),
     ),
+    (
+        4,
+        "reads",
+        include_str!("../migrations/common/0004_reads.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -62,6 +69,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "import",
         include_str!("../migrations/common/0003_import.sql"),
     ),
+    (
+        4,
+        "reads",
+        include_str!("../migrations/common/0004_reads.sql"),
+    ),
 ];
 
 /// Advisory lock key serialising data store creation on PostgreSQL (quota + token checks).
@@ -78,7 +90,8 @@ const DATASTORE_COLUMNS: &str = "id, name, status, kms_key_arn, lambda_authorize
      lossless_storage_format, created_at, updated_at, client_token, request_fingerprint";
 const JOB_COLUMNS: &str = "id, kind, payload, state, attempts, not_before, lease_owner, \
      lease_expires_at, result, created_at, updated_at";
-const IMAGE_SET_COLUMNS: &str = "datastore_id, id, version, state, workflow_status, is_primary, created_at, updated_at, deleted_at";
+const IMAGE_SET_COLUMNS: &str = "datastore_id, id, version, state, workflow_status, is_primary, \
+     created_at, updated_at, deleted_at, last_accessed_at";
 const IMPORT_JOB_COLUMNS: &str = "datastore_id, id, name, status, data_access_role_arn, \
      input_s3_uri, output_s3_uri, input_owner_account_id, import_configuration, message, \
      submitted_at, ended_at, updated_at, client_token, request_fingerprint";
@@ -244,6 +257,7 @@ fn image_set_from_row(row: &AnyRow) -> Result<ImageSet, StorageError> {
         created_at: Millis(row.try_get("created_at")?),
         updated_at: Millis(row.try_get("updated_at")?),
         deleted_at: deleted_at.map(Millis),
+        last_accessed_at: Millis(row.try_get("last_accessed_at")?),
     })
 }
 
@@ -369,13 +383,74 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
         .is_some_and(|d| d.is_unique_violation())
 }
 
+/// The found-by columns of `image_sets` that search summaries return.
+const TAG_COLUMNS: &str = "patient_id, patient_name, patient_birth_date, patient_sex, \
+     accession_number, study_id, study_instance_uid, study_date, study_time, study_description, \
+     series_instance_uid, series_modality, series_body_part, series_number, instance_count, \
+     study_date_time";
+
+fn tags_from_row(row: &AnyRow) -> Result<ImageSetDicomTags, StorageError> {
+    Ok(ImageSetDicomTags {
+        patient_id: row.try_get("patient_id")?,
+        patient_name: row.try_get("patient_name")?,
+        patient_birth_date: row.try_get("patient_birth_date")?,
+        patient_sex: row.try_get("patient_sex")?,
+        accession_number: row.try_get("accession_number")?,
+        study_id: row.try_get("study_id")?,
+        study_instance_uid: row.try_get("study_instance_uid")?,
+        study_date: row.try_get("study_date")?,
+        study_time: row.try_get("study_time")?,
+        study_description: row.try_get("study_description")?,
+        series_instance_uid: row.try_get("series_instance_uid")?,
+        series_modality: row.try_get("series_modality")?,
+        series_body_part: row.try_get("series_body_part")?,
+        series_number: row.try_get("series_number")?,
+    })
+}
+
+/// A value bound to a dynamically built statement.
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// Appends `value` to `params` and returns its placeholder.
+fn param(params: &mut Vec<Param>, value: Param) -> String {
+    params.push(value);
+    format!("${}", params.len())
+}
+
+/// The sort column of a search and how a cursor value of it is bound.
+fn sort_column(field: ImageSetSortField) -> &'static str {
+    match field {
+        ImageSetSortField::UpdatedAt => "updated_at",
+        ImageSetSortField::CreatedAt => "created_at",
+        ImageSetSortField::StudyDateTime => "study_date_time",
+    }
+}
+
+/// Cursor of a search: the sort value and image set id of the last item returned.
+fn decode_search_cursor(
+    c: &Cursor,
+    field: ImageSetSortField,
+) -> Result<(Param, String), StorageError> {
+    let rest = c.0.strip_prefix("is:").ok_or(StorageError::InvalidCursor)?;
+    let (value, id) = rest.rsplit_once(':').ok_or(StorageError::InvalidCursor)?;
+    let value = match field {
+        ImageSetSortField::StudyDateTime => Param::Text(value.to_owned()),
+        _ => Param::Int(value.parse().map_err(|_| StorageError::InvalidCursor)?),
+    };
+    Ok((value, id.to_owned()))
+}
+
 /// Inserts the latest-version record of a new image set inside an open transaction.
 async fn insert_image_set_row(
     tx: &mut sqlx::AnyConnection,
     s: &ImageSet,
 ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO image_sets ({IMAGE_SET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        "INSERT INTO image_sets ({IMAGE_SET_COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
     )))
     .bind(s.datastore_id.as_str())
     .bind(s.id.as_str())
@@ -386,6 +461,7 @@ async fn insert_image_set_row(
     .bind(s.created_at.0)
     .bind(s.updated_at.0)
     .bind(s.deleted_at.map(|m| m.0))
+    .bind(s.last_accessed_at.0)
     .execute(&mut *tx)
     .await
 }
@@ -433,7 +509,8 @@ async fn write_content(
          patient_birth_date = $4, patient_sex = $5, accession_number = $6, study_id = $7, \
          study_instance_uid = $8, study_date = $9, study_time = $10, study_description = $11, \
          series_instance_uid = $12, series_modality = $13, series_body_part = $14, \
-         series_number = $15, instance_count = $16 WHERE datastore_id = $17 AND id = $18",
+         series_number = $15, instance_count = $16, study_date_time = $17 \
+         WHERE datastore_id = $18 AND id = $19",
     )
     .bind(c.grouping.as_str())
     .bind(t.patient_id.clone())
@@ -451,6 +528,12 @@ async fn write_content(
     .bind(t.series_body_part.clone())
     .bind(t.series_number)
     .bind(c.instance_count)
+    .bind(
+        t.study_date
+            .as_deref()
+            .and_then(|d| study_date_time_key(d, t.study_time.as_deref()))
+            .unwrap_or_default(),
+    )
     .bind(ds.as_str())
     .bind(id.as_str())
     .execute(&mut *tx)
@@ -1366,8 +1449,8 @@ impl Catalog for SqlCatalog {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "UPDATE image_sets SET state = $1, workflow_status = $2, updated_at = $3 \
-             WHERE datastore_id = $4 AND id = $5",
+            "UPDATE image_sets SET state = $1, workflow_status = $2, updated_at = $3, \
+             last_accessed_at = $3 WHERE datastore_id = $4 AND id = $5",
         )
         .bind(ImageSetState::Active.as_str())
         .bind(status.as_str())
@@ -1434,9 +1517,252 @@ impl Catalog for SqlCatalog {
         .await?;
         rows.iter().map(frame_from_row).collect()
     }
+
+    async fn search_image_sets(
+        &self,
+        datastore_id: &DatastoreId,
+        search: &ImageSetSearch,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<ImageSetSummary>, StorageError> {
+        let mut params = vec![Param::Text(datastore_id.as_str().to_owned())];
+        let mut sql = format!(
+            "SELECT {IMAGE_SET_COLUMNS}, {TAG_COLUMNS} FROM image_sets \
+             WHERE datastore_id = $1 AND state <> 'DELETED'"
+        );
+        for f in &search.filters {
+            let cond = match f {
+                ImageSetFilter::Text(field, v) => {
+                    let column = match field {
+                        ImageSetTextField::PatientId => "patient_id",
+                        ImageSetTextField::AccessionNumber => "accession_number",
+                        ImageSetTextField::StudyId => "study_id",
+                        ImageSetTextField::StudyInstanceUid => "study_instance_uid",
+                        ImageSetTextField::SeriesInstanceUid => "series_instance_uid",
+                    };
+                    format!("{column} = {}", param(&mut params, Param::Text(v.clone())))
+                }
+                ImageSetFilter::CreatedAt(lo, hi) | ImageSetFilter::UpdatedAt(lo, hi) => {
+                    let column = if matches!(f, ImageSetFilter::CreatedAt(..)) {
+                        "created_at"
+                    } else {
+                        "updated_at"
+                    };
+                    let lo = param(&mut params, Param::Int(lo.0));
+                    let hi = param(&mut params, Param::Int(hi.0));
+                    format!("{column} BETWEEN {lo} AND {hi}")
+                }
+                ImageSetFilter::StudyDateTime(lo, hi) => {
+                    let lo = param(&mut params, Param::Text(lo.clone()));
+                    let hi = param(&mut params, Param::Text(hi.clone()));
+                    format!("study_date_time BETWEEN {lo} AND {hi}")
+                }
+                ImageSetFilter::IsPrimary(p) => {
+                    format!(
+                        "is_primary = {}",
+                        param(&mut params, Param::Int(i64::from(*p)))
+                    )
+                }
+            };
+            sql.push_str(" AND ");
+            sql.push_str(&cond);
+        }
+        let column = sort_column(search.sort);
+        let (cmp, dir) = if search.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        if let Some(c) = after {
+            let (value, id) = decode_search_cursor(c, search.sort)?;
+            let v = param(&mut params, value);
+            let i = param(&mut params, Param::Text(id));
+            sql.push_str(&format!(
+                " AND ({column} {cmp} {v} OR ({column} = {v} AND id {cmp} {i}))"
+            ));
+        }
+        let l = param(&mut params, Param::Int(i64::from(limit) + 1));
+        sql.push_str(&format!(" ORDER BY {column} {dir}, id {dir} LIMIT {l}"));
+        let mut q = sqlx::query(Self::sql(sql));
+        for p in params {
+            q = match p {
+                Param::Text(t) => q.bind(t),
+                Param::Int(i) => q.bind(i),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut last_key = None;
+        for row in rows.iter().take(limit as usize) {
+            let image_set = image_set_from_row(row)?;
+            let tags = tags_from_row(row)?;
+            let instances: Option<i64> = row.try_get("instance_count")?;
+            last_key = Some(match search.sort {
+                ImageSetSortField::UpdatedAt => image_set.updated_at.0.to_string(),
+                ImageSetSortField::CreatedAt => image_set.created_at.0.to_string(),
+                ImageSetSortField::StudyDateTime => row.try_get::<String, _>("study_date_time")?,
+            });
+            items.push(ImageSetSummary {
+                image_set,
+                tags,
+                study_series: 1,
+                study_instances: instances.unwrap_or(0),
+            });
+        }
+        self.fill_study_counts(datastore_id, &mut items).await?;
+        let next = (rows.len() > limit as usize)
+            .then(|| items.last().zip(last_key))
+            .flatten()
+            .map(|(s, key)| Cursor(format!("is:{key}:{}", s.image_set.id)));
+        Ok(Page { items, next })
+    }
+
+    async fn list_image_set_versions(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<ImageSetVersion>, StorageError> {
+        let before = match after {
+            Some(c) => {
+                c.0.strip_prefix("v:")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .ok_or(StorageError::InvalidCursor)?
+            }
+            None => i64::MAX,
+        };
+        let rows = sqlx::query(Self::sql(format!(
+            "SELECT {VERSION_COLUMNS} FROM image_set_versions WHERE datastore_id = $1 \
+             AND image_set_id = $2 AND version < $3 ORDER BY version DESC LIMIT $4"
+        )))
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(before)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(limit as usize) {
+            items.push(version_from_row(row)?.1);
+        }
+        let next = (rows.len() > limit as usize)
+            .then(|| items.last())
+            .flatten()
+            .map(|v| Cursor(format!("v:{}", v.version)));
+        Ok(Page { items, next })
+    }
+
+    async fn get_image_frame(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        frame_id: &str,
+    ) -> Result<Option<(ImageSet, Option<FrameRecord>)>, StorageError> {
+        let columns: Vec<String> = IMAGE_SET_COLUMNS
+            .split(',')
+            .map(|c| format!("s.{}", c.trim()))
+            .collect();
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {}, f.frame_id, f.blob_key, f.size, f.transfer_syntax FROM image_sets s \
+             LEFT JOIN image_frames f ON f.datastore_id = s.datastore_id \
+             AND f.image_set_id = s.id AND f.frame_id = $3 AND f.from_version <= s.version \
+             AND (f.until_version IS NULL OR f.until_version > s.version) \
+             WHERE s.datastore_id = $1 AND s.id = $2",
+            columns.join(", ")
+        )))
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(frame_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let image_set = image_set_from_row(&row)?;
+        let frame = match row.try_get::<Option<String>, _>("frame_id")? {
+            Some(_) => Some(frame_from_row(&row)?),
+            None => None,
+        };
+        Ok(Some((image_set, frame)))
+    }
+
+    async fn touch_image_set(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        now: Millis,
+        granularity: Duration,
+    ) -> Result<bool, StorageError> {
+        let done = sqlx::query(
+            "UPDATE image_sets SET last_accessed_at = $1 WHERE datastore_id = $2 AND id = $3 \
+             AND last_accessed_at < $4",
+        )
+        .bind(now.0)
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(now.0 - granularity.as_millis() as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 impl SqlCatalog {
+    /// Study-wide series and instance counts of the primary image sets in `items`.
+    async fn fill_study_counts(
+        &self,
+        datastore_id: &DatastoreId,
+        items: &mut [ImageSetSummary],
+    ) -> Result<(), StorageError> {
+        let mut studies: Vec<&str> = items
+            .iter()
+            .filter(|s| s.image_set.is_primary)
+            .filter_map(|s| s.tags.study_instance_uid.as_deref())
+            .collect();
+        studies.sort_unstable();
+        studies.dedup();
+        if studies.is_empty() {
+            return Ok(());
+        }
+        let placeholders: Vec<String> = (0..studies.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT study_instance_uid, COUNT(*) AS series, \
+             CAST(COALESCE(SUM(instance_count), 0) AS BIGINT) AS instances FROM image_sets \
+             WHERE datastore_id = $1 AND is_primary = 1 AND state <> 'DELETED' \
+             AND study_instance_uid IN ({}) GROUP BY study_instance_uid",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(Self::sql(sql)).bind(datastore_id.as_str());
+        for s in &studies {
+            q = q.bind(*s);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut counts = std::collections::HashMap::new();
+        for r in &rows {
+            let study: String = r.try_get("study_instance_uid")?;
+            counts.insert(
+                study,
+                (
+                    r.try_get::<i64, _>("series")?,
+                    r.try_get::<i64, _>("instances")?,
+                ),
+            );
+        }
+        for item in items.iter_mut().filter(|s| s.image_set.is_primary) {
+            if let Some((series, instances)) = item
+                .tags
+                .study_instance_uid
+                .as_deref()
+                .and_then(|s| counts.get(s))
+            {
+                item.study_series = *series;
+                item.study_instances = *instances;
+            }
+        }
+        Ok(())
+    }
+
     /// Reads an image set's latest-version record inside an open write transaction, locking its
     /// row where the dialect has row locks.
     async fn lock_image_set(

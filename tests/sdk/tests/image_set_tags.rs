@@ -17,6 +17,7 @@ fn image_set(ds: &str, state: ImageSetState) -> ImageSet {
         created_at: Millis(1_700_000_000_000),
         updated_at: Millis(1_700_000_000_000),
         deleted_at: None,
+        last_accessed_at: Millis(1_700_000_000_000),
     }
 }
 

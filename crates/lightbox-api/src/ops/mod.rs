@@ -6,9 +6,14 @@ mod create_datastore;
 mod delete_datastore;
 mod get_datastore;
 mod get_dicom_import_job;
+mod get_image_frame;
+mod get_image_set;
+mod get_image_set_metadata;
 mod list_datastores;
 mod list_dicom_import_jobs;
+mod list_image_set_versions;
 mod list_tags_for_resource;
+mod search_image_sets;
 mod shapes;
 mod start_dicom_import_job;
 mod tag_resource;
@@ -28,6 +33,13 @@ use crate::input::Input;
 pub enum Output {
     /// A JSON document (`application/json`).
     Json(Value),
+    /// Stored bytes streamed as the body (an `httpPayload` blob member).
+    Stream {
+        content_type: &'static str,
+        content_encoding: Option<&'static str>,
+        content_length: Option<u64>,
+        body: lightbox_service::BlobStream,
+    },
 }
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Output, ApiError>> + Send>>;
@@ -56,11 +68,11 @@ pub fn handler(operation: &str) -> Handler {
         "StartDICOMImportJob" => handler!(start_dicom_import_job),
         "GetDICOMImportJob" => handler!(get_dicom_import_job),
         "ListDICOMImportJobs" => handler!(list_dicom_import_jobs),
-        "SearchImageSets" => |_, _| not_yet("SearchImageSets"),
-        "GetImageSet" => |_, _| not_yet("GetImageSet"),
-        "GetImageSetMetadata" => |_, _| not_yet("GetImageSetMetadata"),
-        "GetImageFrame" => |_, _| not_yet("GetImageFrame"),
-        "ListImageSetVersions" => |_, _| not_yet("ListImageSetVersions"),
+        "SearchImageSets" => handler!(search_image_sets),
+        "GetImageSet" => handler!(get_image_set),
+        "GetImageSetMetadata" => handler!(get_image_set_metadata),
+        "GetImageFrame" => handler!(get_image_frame),
+        "ListImageSetVersions" => handler!(list_image_set_versions),
         "UpdateImageSetMetadata" => |_, _| not_yet("UpdateImageSetMetadata"),
         "CopyImageSet" => |_, _| not_yet("CopyImageSet"),
         "DeleteImageSet" => |_, _| not_yet("DeleteImageSet"),

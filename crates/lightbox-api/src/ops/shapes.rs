@@ -1,8 +1,9 @@
 //! Wire renderings of domain records shared by several operations (DatastoreProperties,
-//! DatastoreSummary, DICOMImportJobProperties, DICOMImportJobSummary), with the model's member names and epoch-second timestamps.
+//! DatastoreSummary, DICOMImportJobProperties, DICOMImportJobSummary, ImageSetProperties), with
+//! the model's member names and epoch-second timestamps.
 
-use lightbox_domain::{Datastore, ImportJob};
-use lightbox_service::Service;
+use lightbox_domain::{Datastore, ImageSet, ImportJob};
+use lightbox_service::{ImageSetVersion, Service};
 use serde_json::{Value, json};
 
 pub fn datastore_summary(svc: &Service, d: &Datastore) -> Value {
@@ -38,6 +39,45 @@ pub fn datastore_id(
 ) -> Result<lightbox_domain::DatastoreId, crate::error::ApiError> {
     lightbox_domain::DatastoreId::parse(input.required_str("datastoreId")?)
         .map_err(|_| crate::error::ApiError::validation("invalid datastoreId"))
+}
+
+/// Parses a validated imageSetId label.
+pub fn image_set_id(
+    input: &crate::input::Input,
+) -> Result<lightbox_domain::ImageSetId, crate::error::ApiError> {
+    lightbox_domain::ImageSetId::parse(input.required_str("imageSetId")?)
+        .map_err(|_| crate::error::ApiError::validation("invalid imageSetId"))
+}
+
+/// The members a version shares between GetImageSet and ListImageSetVersions' `ImageSetProperties`
+/// (whose status member is `ImageSetWorkflowStatus`, capital I). `createdAt` is the image set's.
+pub fn image_set_version(image_set: &ImageSet, v: &ImageSetVersion, status_member: &str) -> Value {
+    let mut o = serde_json::Map::new();
+    o.insert("imageSetId".into(), v.image_set_id.as_str().into());
+    o.insert("versionId".into(), v.version.to_string().into());
+    o.insert("imageSetState".into(), v.state.as_str().into());
+    o.insert(status_member.into(), v.workflow_status.as_str().into());
+    o.insert(
+        "createdAt".into(),
+        image_set.created_at.as_epoch_seconds().into(),
+    );
+    o.insert("updatedAt".into(), v.updated_at.as_epoch_seconds().into());
+    if let Some(d) = v.deleted_at {
+        o.insert("deletedAt".into(), d.as_epoch_seconds().into());
+    }
+    if let Some(m) = &v.message {
+        o.insert("message".into(), m.as_str().into());
+    }
+    if v.forced {
+        o.insert("overrides".into(), json!({ "forced": true }));
+    }
+    o.insert("isPrimary".into(), v.is_primary.into());
+    Value::Object(o)
+}
+
+/// Parses the optional `maxResults` of a listing (validated 1–50), defaulting to 50.
+pub fn max_results(input: &crate::input::Input) -> u32 {
+    input.int("maxResults").map(|n| n as u32).unwrap_or(50)
 }
 
 /// `DICOMImportJobSummary`. `jobName` is required on the wire: a job started without one is

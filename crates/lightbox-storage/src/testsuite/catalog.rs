@@ -252,6 +252,7 @@ async fn delete_guards(c: &dyn Catalog) {
         created_at: Millis(80_003),
         updated_at: Millis(80_003),
         deleted_at: None,
+        last_accessed_at: Millis(80_003),
     };
     c.insert_image_set(&set).await.unwrap();
     assert_eq!(

@@ -226,6 +226,7 @@ fn new_set(ds: &DatastoreId, primary: bool, study: &str, series: &str, key: &str
             created_at: Millis(10),
             updated_at: Millis(10),
             deleted_at: None,
+            last_accessed_at: Millis(10),
         },
         content: content(study, series, key),
         frames: vec![frame(&format!("{key}-f1")), frame(&format!("{key}-f2"))],
