@@ -106,10 +106,12 @@ def free_port():
 class Lightbox:
     """One `lightbox serve` process."""
 
-    def __init__(self, data_dir, log_dir, env=None, port=None):
+    def __init__(self, data_dir, log_dir, env=None, port=None, args=None):
         self.data_dir = pathlib.Path(data_dir)
         self.log_dir = pathlib.Path(log_dir)
         self.extra_env = dict(env or {})
+        # Extra `lightbox serve` flags (e.g. `--clock-offset-secs N`); may be changed between restarts.
+        self.extra_args = list(args or [])
         self.port = port
         self.proc = None
         self.url = None
@@ -129,7 +131,8 @@ class Lightbox:
         self.stderr_path = self.log_dir / f"lightbox-{self.port}-{self.starts}.stderr"
         self.stderr = open(self.stderr_path, "wb")
         self.proc = subprocess.Popen(
-            [str(BIN), "serve", "--listen", f"{listen_host}:{self.port}", "--data-dir", str(self.data_dir)],
+            [str(BIN), "serve", "--listen", f"{listen_host}:{self.port}", "--data-dir", str(self.data_dir),
+             *self.extra_args],
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             stdin=subprocess.DEVNULL,
@@ -226,11 +229,11 @@ def make_server(tmp_path):
     """Factory: make_server(env={...}) starts a server on its own data dir."""
     servers = []
 
-    def make(env=None, data_dir=None):
+    def make(env=None, data_dir=None, args=None):
         n = len(servers)
         data = pathlib.Path(data_dir) if data_dir else tmp_path / f"data{n}"
         data.mkdir(parents=True, exist_ok=True)
-        srv = Lightbox(data, tmp_path, env=env).start()
+        srv = Lightbox(data, tmp_path, env=env, args=args).start()
         servers.append(srv)
         return srv
 
