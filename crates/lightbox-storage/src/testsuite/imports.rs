@@ -15,7 +15,7 @@ use crate::{
     ImageSetContent, NewDatastore, NewImageSet, NewJob, VersionCompletion,
 };
 
-async fn active_datastore(c: &dyn Catalog, token: &str) -> DatastoreId {
+pub(super) async fn active_datastore(c: &dyn Catalog, token: &str) -> DatastoreId {
     let d = Datastore {
         id: DatastoreId::generate(),
         name: token.into(),
@@ -76,6 +76,7 @@ pub async fn run(catalog: Arc<dyn Catalog>) {
     image_set_versions(&*catalog).await;
     one_primary_per_series(catalog.clone()).await;
     version_compare_and_set(catalog.clone()).await;
+    super::reads::run(&*catalog).await;
 }
 
 async fn import_jobs(c: &dyn Catalog) {
@@ -214,7 +215,13 @@ fn frame(id: &str) -> FrameRecord {
     }
 }
 
-fn new_set(ds: &DatastoreId, primary: bool, study: &str, series: &str, key: &str) -> NewImageSet {
+pub(super) fn new_set(
+    ds: &DatastoreId,
+    primary: bool,
+    study: &str,
+    series: &str,
+    key: &str,
+) -> NewImageSet {
     NewImageSet {
         image_set: ImageSet {
             datastore_id: ds.clone(),

@@ -4,6 +4,7 @@
 pub mod blob;
 pub mod catalog;
 pub mod imports;
+pub mod reads;
 
 /// Creates an empty PostgreSQL database next to the one `admin_url` names and returns its URL,
 /// so every test run (and every test) starts from a clean catalog.
