@@ -192,7 +192,51 @@ impl SqlCatalog {
         Migrator::with_migrations(migrations)
             .run(&self.pool)
             .await
-            .map_err(|e| StorageError::Backend(format!("catalog migration failed: {e}")))
+            .map_err(|e| StorageError::Backend(format!("catalog migration failed: {e}")))?;
+        self.backfill_study_date_time().await
+    }
+
+    /// Image sets written before migration 4 have no sortable study date-time (SQL cannot
+    /// normalise DICOM TM portably): computed here, once per catalog. Idempotent, so nodes
+    /// starting together may both run it.
+    async fn backfill_study_date_time(&self) -> Result<(), StorageError> {
+        const DONE: &str = "backfill.0004.study_date_time";
+        let done = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(DONE)
+            .fetch_optional(&self.pool)
+            .await?;
+        if done.is_some() {
+            return Ok(());
+        }
+        let rows = sqlx::query(
+            "SELECT datastore_id, id, study_date, study_time FROM image_sets \
+             WHERE study_date IS NOT NULL AND study_date_time = ''",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &rows {
+            let date: String = r.try_get("study_date")?;
+            let time: Option<String> = r.try_get("study_time")?;
+            let Some(key) = study_date_time_key(&date, time.as_deref()) else {
+                continue;
+            };
+            sqlx::query(
+                "UPDATE image_sets SET study_date_time = $1 WHERE datastore_id = $2 AND id = $3 \
+                 AND study_date_time = ''",
+            )
+            .bind(key)
+            .bind(r.try_get::<String, _>("datastore_id")?)
+            .bind(r.try_get::<String, _>("id")?)
+            .execute(&self.pool)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, 'done') ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(DONE)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Begins a transaction that will write. SQLite takes its write lock up front so that two

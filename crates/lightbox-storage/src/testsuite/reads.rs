@@ -13,6 +13,21 @@ use crate::{
     ImageSetSortField, ImageSetTextField, NewImageSet, VersionCompletion,
 };
 
+/// A data store with one image set dated `date` / `time` (for upgrade tests).
+pub async fn dated_image_set(
+    c: &dyn Catalog,
+    date: &str,
+    time: Option<&str>,
+) -> (DatastoreId, ImageSetId) {
+    let ds = active_datastore(c, "reads-dated").await;
+    let mut new = new_set(&ds, true, "4.1", "4.1.1", "dated-doc");
+    new.content.tags.study_date = Some(date.into());
+    new.content.tags.study_time = time.map(Into::into);
+    let id = new.image_set.id.clone();
+    c.create_image_set(&new).await.unwrap();
+    (ds, id)
+}
+
 pub async fn run(c: &dyn Catalog) {
     search(c).await;
     versions_and_frames(c).await;
