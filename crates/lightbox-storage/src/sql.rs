@@ -464,7 +464,28 @@ fn param(params: &mut Vec<Param>, value: Param) -> String {
     format!("${}", params.len())
 }
 
-/// The sort column of a search and how a cursor value of it is bound.
+fn text_column(field: ImageSetTextField) -> &'static str {
+    match field {
+        ImageSetTextField::PatientId => "patient_id",
+        ImageSetTextField::AccessionNumber => "accession_number",
+        ImageSetTextField::StudyId => "study_id",
+        ImageSetTextField::StudyInstanceUid => "study_instance_uid",
+        ImageSetTextField::SeriesInstanceUid => "series_instance_uid",
+    }
+}
+
+/// The index (migration 4) serving an exact-match filter.
+fn text_index(field: ImageSetTextField) -> &'static str {
+    match field {
+        ImageSetTextField::PatientId => "image_sets_by_patient",
+        ImageSetTextField::AccessionNumber => "image_sets_by_accession",
+        ImageSetTextField::StudyId => "image_sets_by_study_id",
+        ImageSetTextField::StudyInstanceUid => "image_sets_by_study",
+        ImageSetTextField::SeriesInstanceUid => "image_sets_by_series",
+    }
+}
+
+/// The sort column of a search.
 fn sort_column(field: ImageSetSortField) -> &'static str {
     match field {
         ImageSetSortField::UpdatedAt => "updated_at",
@@ -1570,20 +1591,27 @@ impl Catalog for SqlCatalog {
         limit: u32,
     ) -> Result<Page<ImageSetSummary>, StorageError> {
         let mut params = vec![Param::Text(datastore_id.as_str().to_owned())];
+        // An exact-match filter is far more selective than any sort order: without statistics
+        // SQLite's planner would rather walk the sort index and filter, a scan of the whole
+        // data store for a rare patient. PostgreSQL's planner has statistics.
+        let index = match (
+            self.dialect,
+            search.filters.iter().find_map(|f| match f {
+                ImageSetFilter::Text(field, _) => Some(*field),
+                _ => None,
+            }),
+        ) {
+            (Dialect::Sqlite, Some(field)) => format!(" INDEXED BY {}", text_index(field)),
+            _ => String::new(),
+        };
         let mut sql = format!(
-            "SELECT {IMAGE_SET_COLUMNS}, {TAG_COLUMNS} FROM image_sets \
+            "SELECT {IMAGE_SET_COLUMNS}, {TAG_COLUMNS} FROM image_sets{index} \
              WHERE datastore_id = $1 AND state <> 'DELETED'"
         );
         for f in &search.filters {
             let cond = match f {
                 ImageSetFilter::Text(field, v) => {
-                    let column = match field {
-                        ImageSetTextField::PatientId => "patient_id",
-                        ImageSetTextField::AccessionNumber => "accession_number",
-                        ImageSetTextField::StudyId => "study_id",
-                        ImageSetTextField::StudyInstanceUid => "study_instance_uid",
-                        ImageSetTextField::SeriesInstanceUid => "series_instance_uid",
-                    };
+                    let column = text_column(*field);
                     format!("{column} = {}", param(&mut params, Param::Text(v.clone())))
                 }
                 ImageSetFilter::CreatedAt(lo, hi) | ImageSetFilter::UpdatedAt(lo, hi) => {

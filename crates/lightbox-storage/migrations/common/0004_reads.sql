@@ -8,9 +8,9 @@ UPDATE image_sets SET last_accessed_at = updated_at;
 CREATE INDEX image_sets_by_updated ON image_sets (datastore_id, updated_at, id);
 CREATE INDEX image_sets_by_created ON image_sets (datastore_id, created_at, id);
 CREATE INDEX image_sets_by_study_date_time ON image_sets (datastore_id, study_date_time, id);
--- EQUAL filters.
-CREATE INDEX image_sets_by_patient ON image_sets (datastore_id, patient_id);
-CREATE INDEX image_sets_by_accession ON image_sets (datastore_id, accession_number);
-CREATE INDEX image_sets_by_study_id ON image_sets (datastore_id, study_id);
-CREATE INDEX image_sets_by_study ON image_sets (datastore_id, study_instance_uid);
-CREATE INDEX image_sets_by_series ON image_sets (datastore_id, series_instance_uid);
+-- EQUAL filters, in the default order (updatedAt) so the usual query needs no sort step.
+CREATE INDEX image_sets_by_patient ON image_sets (datastore_id, patient_id, updated_at, id);
+CREATE INDEX image_sets_by_accession ON image_sets (datastore_id, accession_number, updated_at, id);
+CREATE INDEX image_sets_by_study_id ON image_sets (datastore_id, study_id, updated_at, id);
+CREATE INDEX image_sets_by_study ON image_sets (datastore_id, study_instance_uid, updated_at, id);
+CREATE INDEX image_sets_by_series ON image_sets (datastore_id, series_instance_uid, updated_at, id);
