@@ -535,6 +535,7 @@ def test_cli_versions(srv, versioned, tmp_path):
     # Search reports the latest version as an integer.
     (summary,) = aws_json(srv, "medical-imaging", "search-image-sets", "--datastore-id", ds)["imageSetsMetadataSummaries"]
     assert summary["imageSetId"] == image_set and summary["version"] == 3
+    assert summary["createdAt"] == listed[-1]["createdAt"] and summary["updatedAt"] == listed[0]["updatedAt"]
 
 
 def test_boto3_versions_paging(srv, versioned):
@@ -767,6 +768,15 @@ def test_boto3_read_errors(srv, store):
     expect_error(*nf, client.get_image_set, datastoreId=ds, imageSetId=ct, versionId="2")
     expect_error(*nf, client.get_image_set, datastoreId=ds, imageSetId=ct, versionId="999999")
     expect_error(*nf, client.get_image_set_metadata, datastoreId=ds, imageSetId=ct, versionId="2")
+    expect_error(*nf, client.get_image_set, datastoreId=ds, imageSetId=ct, versionId="0")
+    # Version 1 by number, and the one-version listing.
+    assert client.get_image_set(datastoreId=ds, imageSetId=ct, versionId="1")["versionId"] == "1"
+    (only,) = client.list_image_set_versions(datastoreId=ds, imageSetId=ct)["imageSetPropertiesList"]
+    assert only["versionId"] == "1" and only["ImageSetWorkflowStatus"] == "CREATED" and only["isPrimary"] is True
+    # A non-primary image set says so.
+    other = store["series"][0]["other"]
+    assert client.get_image_set(datastoreId=ds, imageSetId=other)["isPrimary"] is False
+    assert client.list_image_set_versions(datastoreId=ds, imageSetId=other)["imageSetPropertiesList"][0]["isPrimary"] is False
     for v in ("abc", "-1", "1.0"):
         expect_error(*bad, client.get_image_set, datastoreId=ds, imageSetId=ct, versionId=v)
         expect_error(*bad, client.get_image_set_metadata, datastoreId=ds, imageSetId=ct, versionId=v)
@@ -830,13 +840,87 @@ def test_boto3_read_errors(srv, store):
                                     searchCriteria=eq(isPrimary=True))["imageSetsMetadataSummaries"]
 
 
+def test_raw_wire_details(srv, store, versioned):
+    """What a hand-written client sees: SearchImageSets with no body or `{}`, integers where the
+    model has integers, and GetImageSetMetadata's body being the stored gzip document byte for byte
+    (never re-compressed) for every version."""
+    from test_import import blob_root, catalog_rows
+
+    ds = store["ds"]
+    for body in (b"", b"{}"):
+        status, headers, data = signed_request(srv, "POST", f"/datastore/{ds}/searchImageSets", body=body)
+        assert status == 200, data
+        out = json.loads(data)
+        assert {s["imageSetId"] for s in out["imageSetsMetadataSummaries"]} == store["all"]
+        assert out["sort"] == {"sortField": "updatedAt", "sortOrder": "DESC"} and "nextToken" not in out
+        for summary in out["imageSetsMetadataSummaries"]:
+            assert type(summary["version"]) is int
+            tags = summary["DICOMTags"]
+            for key in ("DICOMSeriesNumber", "DICOMNumberOfStudyRelatedSeries", "DICOMNumberOfStudyRelatedInstances"):
+                assert key not in tags or type(tags[key]) is int, key
+            assert all(v not in ("", None) for v in tags.values()), "absent values are omitted"
+            for key in ("createdAt", "updatedAt", "lastAccessedAt"):
+                assert isinstance(summary[key], (int, float)), key
+    sc = json.loads(signed_request(srv, "POST", f"/datastore/{ds}/searchImageSets",
+                                   body=json.dumps(eq(DICOMPatientId="ID1")).encode())[2])
+    (sc,) = sc["imageSetsMetadataSummaries"]
+    assert sc["imageSetId"] == store["corpus_sets"]["SC_rgb.dcm"]
+    assert sc["DICOMTags"]["DICOMNumberOfStudyRelatedSeries"] == 1
+    assert sc["DICOMTags"]["DICOMNumberOfStudyRelatedInstances"] == 3
+
+    vds, image_set = versioned["ds"], versioned["image_set"]
+    for n in ("1", "2", "3", None):
+        query = f"?version={n}" if n else ""
+        status, headers, data = signed_request(
+            srv, "POST", f"/datastore/{vds}/imageSet/{image_set}/getImageSetMetadata{query}")
+        assert status == 200
+        assert headers["content-type"] == "application/json" and headers["content-encoding"] == "gzip"
+        # Streamed bodies may be chunked; a declared length must be the body's.
+        assert int(headers.get("content-length", len(data))) == len(data)
+        assert "content-length" in headers or headers.get("transfer-encoding") == "chunked", headers
+        (key,) = catalog_rows(srv, f"SELECT metadata_key FROM image_set_versions WHERE datastore_id = '{vds}' "
+                                   f"AND image_set_id = '{image_set}' AND version = {n or 3}")[0]
+        assert data == (blob_root(srv) / key).read_bytes(), f"version {n}: the stored document, byte for byte"
+    status, headers, data = signed_request(srv, "POST", f"/datastore/{vds}/imageSet/{image_set}/getImageSet?version=x")
+    assert status == 400 and headers["x-amzn-errortype"].startswith("ValidationException")
+    status, headers, data = signed_request(srv, "POST", f"/datastore/{vds}/imageSet/{image_set}/getImageSet?version=0")
+    assert status == 404 and headers["x-amzn-errortype"].startswith("ResourceNotFoundException")
+
+
+def test_jpeg2000_datastore_frames(srv, reads_corpus):
+    """A JPEG_2000_LOSSLESS data store: frames are served as image/jp2 and decode (OpenJPEG) to the
+    source pixels with the document's checksum."""
+    import openjpeg
+
+    client = srv.client()
+    ds = make_datastore(srv, "reads-j2k", fmt="JPEG_2000_LOSSLESS")
+    names = ("CT_small.dcm", "SC_rgb.dcm")
+    placed, _ = boto3_import(srv, ds, "reads-j2k", {n: reads_corpus / n for n in names}, "j")
+    for name in names:
+        image_set = placed[name]["imageSetId"]
+        src, frames = reference_pixels(reads_corpus / name)
+        inst = instances_of(metadata(client, ds, image_set))[str(src.SOPInstanceUID)]
+        assert inst["StoredTransferSyntaxUID"] == "1.2.840.10008.1.2.4.90"
+        for entry, want in zip(inst["ImageFrames"], frames):
+            resp = client.get_image_frame(datastoreId=ds, imageSetId=image_set,
+                                          imageFrameInformation={"imageFrameId": entry["ID"]})
+            assert resp["contentType"] == "image/jp2"
+            data = resp["imageFrameBlob"].read()
+            assert entry["FrameSizeInBytes"] == len(data)
+            got = openjpeg.decode(data)
+            assert got.shape == want.shape and np.array_equal(got.astype(np.int64), want.astype(np.int64)), name
+            native = np.ascontiguousarray(got.astype(np.int64).astype(native_dtype(src)))
+            assert zlib.crc32(native.tobytes()) == entry["PixelDataChecksumFromBaseToFullResolution"][-1]["Checksum"]
+
+
 # --- 4. storage tiers ---------------------------------------------------------------------------
 
 
 def test_storage_tier_after_31_days(make_server, reads_corpus):
-    """Import, restart the same data dir with the service clock 31 days ahead: image sets read
-    ARCHIVE_INSTANT_ACCESS (GetImageSet and search are no touch); GetImageFrame and
-    GetImageSetMetadata touch them back to FREQUENT_ACCESS."""
+    """Import, restart the same data dir with the service clock moved ahead: just under 30 days
+    still FREQUENT_ACCESS, 30 days and more ARCHIVE_INSTANT_ACCESS (GetImageSet and search are no
+    touch); GetImageFrame and GetImageSetMetadata touch image sets back to FREQUENT_ACCESS, at most
+    one recorded touch a minute."""
     server = make_server()
     client = server.client()
     ds = make_datastore(server, "tiers")
@@ -852,43 +936,59 @@ def test_storage_tier_after_31_days(make_server, reads_corpus):
         before[image_set] = got["lastAccessedAt"]
     summaries = client.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]
     assert {s["storageTier"] for s in summaries} == {"FREQUENT_ACCESS"} and len(summaries) == 3
+    # A touch within a minute of the import's is not recorded.
     ct_frame = next(iter(instances_of(metadata(client, ds, ct)).values()))["ImageFrames"][0]["ID"]
+    client.get_image_frame(datastoreId=ds, imageSetId=ct, imageFrameInformation={"imageFrameId": ct_frame})
+    assert client.get_image_set(datastoreId=ds, imageSetId=ct)["lastAccessedAt"] == before[ct]
 
-    assert server.stop() == 0
-    server.extra_args = ["--clock-offset-secs", str(ARCHIVE_OFFSET)]
-    server.start()
-    client = server.client()
+    def restart(offset):
+        assert server.stop() == 0
+        server.extra_args = ["--clock-offset-secs", str(offset)]
+        server.start()
+        return server.client()
+
+    def tiers(c):
+        return {s["imageSetId"]: s["storageTier"] for s in c.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]}
+
+    # Just under 30 days: still frequent access.
+    client = restart(30 * 86400 - 300)
     for image_set in (ct, mr, emri):
         got = client.get_image_set(datastoreId=ds, imageSetId=image_set)
-        assert got["storageTier"] == "ARCHIVE_INSTANT_ACCESS", image_set
-        assert got["lastAccessedAt"] == before[image_set] or image_set == ct
-    summaries = client.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]
-    assert {s["imageSetId"]: s["storageTier"] for s in summaries} == \
-        {i: "ARCHIVE_INSTANT_ACCESS" for i in (ct, mr, emri)}
-    only_archived = client.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]
-    assert all(s["storageTier"] == "ARCHIVE_INSTANT_ACCESS" for s in only_archived), "search is no touch"
+        assert got["storageTier"] == "FREQUENT_ACCESS" and got["lastAccessedAt"] == before[image_set]
+    assert set(tiers(client).values()) == {"FREQUENT_ACCESS"}
+    # 30 days and more: archive instant access, in GetImageSet and in search (neither touches).
+    for offset in (30 * 86400 + 120, ARCHIVE_OFFSET):
+        client = restart(offset)
+        for image_set in (ct, mr, emri):
+            got = client.get_image_set(datastoreId=ds, imageSetId=image_set)
+            assert got["storageTier"] == "ARCHIVE_INSTANT_ACCESS", (offset, image_set)
+            assert got["lastAccessedAt"] == before[image_set]
+        assert tiers(client) == {i: "ARCHIVE_INSTANT_ACCESS" for i in (ct, mr, emri)}
+        assert tiers(client) == {i: "ARCHIVE_INSTANT_ACCESS" for i in (ct, mr, emri)}, "search is no touch"
 
-    # GetImageFrame touches the CT image set.
+    # GetImageFrame touches the CT image set: lastAccessedAt moves to the service's "now".
     assert client.get_image_frame(datastoreId=ds, imageSetId=ct,
                                   imageFrameInformation={"imageFrameId": ct_frame})["imageFrameBlob"].read()
     got = client.get_image_set(datastoreId=ds, imageSetId=ct)
     assert got["storageTier"] == "FREQUENT_ACCESS"
     moved = (utc(got["lastAccessedAt"]) - utc(before[ct])).total_seconds()
     assert ARCHIVE_OFFSET - 600 < moved < ARCHIVE_OFFSET + 3600, moved
+    # A second touch within the minute is not recorded.
+    client.get_image_frame(datastoreId=ds, imageSetId=ct, imageFrameInformation={"imageFrameId": ct_frame})
+    assert client.get_image_set(datastoreId=ds, imageSetId=ct)["lastAccessedAt"] == got["lastAccessedAt"]
     # GetImageSetMetadata touches the MR image set; the multi-frame one stays archived.
     metadata(client, ds, mr)
     assert client.get_image_set(datastoreId=ds, imageSetId=mr)["storageTier"] == "FREQUENT_ACCESS"
     assert client.get_image_set(datastoreId=ds, imageSetId=emri)["storageTier"] == "ARCHIVE_INSTANT_ACCESS"
-    tiers = {s["imageSetId"]: (s["storageTier"], s["lastAccessedAt"])
+    found = {s["imageSetId"]: (s["storageTier"], s["lastAccessedAt"])
              for s in client.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]}
-    assert tiers[ct] == ("FREQUENT_ACCESS", got["lastAccessedAt"])
-    assert tiers[mr][0] == "FREQUENT_ACCESS" and tiers[emri] == ("ARCHIVE_INSTANT_ACCESS", before[emri])
+    assert found[ct] == ("FREQUENT_ACCESS", got["lastAccessedAt"])
+    assert found[mr][0] == "FREQUENT_ACCESS" and found[emri] == ("ARCHIVE_INSTANT_ACCESS", before[emri])
     # The touches are on disk: a restart with the same offset keeps them.
-    assert server.stop() == 0
-    server.start()
-    client = server.client()
+    client = restart(ARCHIVE_OFFSET)
     assert client.get_image_set(datastoreId=ds, imageSetId=ct)["storageTier"] == "FREQUENT_ACCESS"
     assert client.get_image_set(datastoreId=ds, imageSetId=emri)["storageTier"] == "ARCHIVE_INSTANT_ACCESS"
+    assert tiers(client) == {ct: "FREQUENT_ACCESS", mr: "FREQUENT_ACCESS", emri: "ARCHIVE_INSTANT_ACCESS"}
 
 
 # --- 5. CORS ------------------------------------------------------------------------------------
@@ -942,6 +1042,13 @@ def test_cors(srv, store):
         allowed = {h.strip().lower() for h in headers.get("access-control-allow-headers", "").split(",")}
         assert {"authorization", "x-amz-date", "content-type"} <= allowed, headers
         assert headers.get("access-control-max-age") == "86400", headers
+    # What aws-sdk-js v3 asks for: echoed in full.
+    js = "amz-sdk-invocation-id,amz-sdk-request,authorization,content-type,x-amz-content-sha256,x-amz-date,x-amz-user-agent"
+    status, headers, _ = raw_request(srv, "OPTIONS", f"{base}/getImageFrame", {
+        "Origin": "https://viewer.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": js})
+    assert status == 204
+    assert {h.strip() for h in headers["access-control-allow-headers"].lower().split(",")} == set(js.split(","))
 
     # Signed requests (what a browser sends after the preflight) carry the CORS headers.
     status, headers, body = signed_request(srv, "POST", f"{base}/getImageSet", headers={"Origin": "http://viewer.example"})
