@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use lightbox_domain::{DatastoreId, ImageSet, ImageSetId, ImageSetState, StorageTier};
 use lightbox_storage::{
@@ -18,6 +19,10 @@ pub const TOUCH_GRANULARITY: Duration = Duration::from_secs(60);
 
 /// Stored bytes, streamed from the blob store.
 pub type BlobStream = BoxStream<'static, Result<Bytes, StorageError>>;
+
+/// Blobs up to this size are read in one piece (one blocking read on a local disk instead of
+/// one per 8 KiB chunk); larger ones are streamed.
+const READ_WHOLE_UP_TO: u64 = 16 << 20;
 
 /// One version of an image set as GetImageSet shows it.
 #[derive(Debug, Clone)]
@@ -138,6 +143,19 @@ impl Service {
         }
     }
 
+    /// A blob as a stream: read whole when small, streamed otherwise.
+    async fn read_blob(
+        &self,
+        key: &str,
+        size: Option<u64>,
+    ) -> Result<Option<BlobStream>, ServiceError> {
+        if size.is_some_and(|n| n <= READ_WHOLE_UP_TO) {
+            let bytes = self.blobs.get(key).await?;
+            return Ok(bytes.map(|b| futures::stream::once(async move { Ok(b) }).boxed()));
+        }
+        Ok(self.blobs.get_stream(key).await?)
+    }
+
     fn tier(&self, image_set: &ImageSet) -> StorageTier {
         StorageTier::at(image_set.last_accessed_at, self.clock.now())
     }
@@ -158,13 +176,14 @@ impl Service {
         })
     }
 
-    /// GetImageSetMetadata: a version's gzip metadata document, as stored. A touch.
+    /// GetImageSetMetadata: a version's gzip metadata document, as stored, and its size. A
+    /// touch.
     pub async fn get_image_set_metadata(
         &self,
         datastore_id: &DatastoreId,
         id: &ImageSetId,
         version: Option<&str>,
-    ) -> Result<BlobStream, ServiceError> {
+    ) -> Result<(BlobStream, Option<u64>), ServiceError> {
         let (image_set, v) = self.image_set_version(datastore_id, id, version).await?;
         if v.version == image_set.version && image_set.state == ImageSetState::Deleted {
             return Err(image_set_not_found(id));
@@ -175,14 +194,14 @@ impl Service {
                 v.version
             )));
         };
-        let Some(body) = self.blobs.get_stream(key).await? else {
+        let Some(body) = self.read_blob(key, v.metadata_size).await? else {
             return Err(ServiceError::Internal(format!(
                 "metadata blob of image set {id} version {} is missing",
                 v.version
             )));
         };
         self.touch(&image_set).await;
-        Ok(body)
+        Ok((body, v.metadata_size))
     }
 
     /// GetImageFrame: a frame live in the image set's latest version, as stored. A touch.
@@ -207,7 +226,7 @@ impl Service {
                 "Image frame {frame_id} is not part of the latest version of image set {id}"
             )));
         };
-        let Some(body) = self.blobs.get_stream(&frame.blob_key).await? else {
+        let Some(body) = self.read_blob(&frame.blob_key, Some(frame.size)).await? else {
             return Err(ServiceError::Internal(format!(
                 "frame blob {frame_id} of image set {id} is missing"
             )));

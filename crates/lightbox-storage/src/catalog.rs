@@ -233,6 +233,7 @@ pub struct ImageSetVersion {
     pub message: Option<String>,
     pub forced: bool,
     pub metadata_key: Option<String>,
+    pub metadata_size: Option<u64>,
     pub job_id: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,

@@ -96,7 +96,8 @@ const IMPORT_JOB_COLUMNS: &str = "datastore_id, id, name, status, data_access_ro
      input_s3_uri, output_s3_uri, input_owner_account_id, import_configuration, message, \
      submitted_at, ended_at, updated_at, client_token, request_fingerprint";
 const VERSION_COLUMNS: &str = "datastore_id, image_set_id, version, state, workflow_status, \
-     is_primary, message, forced, metadata_key, job_id, created_at, updated_at, deleted_at";
+     is_primary, message, forced, metadata_key, metadata_size, job_id, created_at, updated_at, \
+     deleted_at";
 
 impl SqlCatalog {
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://…` and applies pending
@@ -397,6 +398,9 @@ fn version_from_row(row: &AnyRow) -> Result<(DatastoreId, ImageSetVersion), Stor
             message: row.try_get("message")?,
             forced: row.try_get::<i64, _>("forced")? != 0,
             metadata_key: row.try_get("metadata_key")?,
+            metadata_size: row
+                .try_get::<Option<i64>, _>("metadata_size")?
+                .map(|n| n as u64),
             job_id: row.try_get("job_id")?,
             created_at: Millis(row.try_get("created_at")?),
             updated_at: Millis(row.try_get("updated_at")?),

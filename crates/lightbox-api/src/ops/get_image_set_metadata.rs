@@ -10,7 +10,7 @@ use crate::error::ApiError;
 use crate::input::Input;
 
 pub async fn handle(svc: Arc<Service>, input: Input) -> Result<Output, ApiError> {
-    let body = svc
+    let (body, size) = svc
         .get_image_set_metadata(
             &shapes::datastore_id(&input)?,
             &shapes::image_set_id(&input)?,
@@ -20,7 +20,7 @@ pub async fn handle(svc: Arc<Service>, input: Input) -> Result<Output, ApiError>
     Ok(Output::Stream {
         content_type: "application/json",
         content_encoding: Some("gzip"),
-        content_length: None,
+        content_length: size,
         body,
     })
 }
