@@ -360,6 +360,13 @@ def test_cli_search_get_metadata_and_frames(srv, store, reads_corpus, tmp_path):
     assert [s["imageSetId"] for s in first["imageSetsMetadataSummaries"] + rest["imageSetsMetadataSummaries"]] == \
         [s["imageSetId"] for s in everything["imageSetsMetadataSummaries"]]
 
+    # Timestamps on the command line: ISO 8601 strings or epoch seconds.
+    for lo, hi in (("2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"), (946684800, 4102444800)):
+        crit = {"filters": [{"operator": "BETWEEN", "values": [{"createdAt": lo}, {"createdAt": hi}]}]}
+        out = aws_json(srv, "medical-imaging", "search-image-sets", "--datastore-id", ds,
+                       "--search-criteria", json.dumps(crit))
+        assert ids_of(out["imageSetsMetadataSummaries"]) == store["all"], (lo, hi)
+
     ct = store["corpus_sets"]["CT_small.dcm"]
     found = aws_json(srv, "medical-imaging", "search-image-sets", "--datastore-id", ds, "--search-criteria",
                      json.dumps(eq(DICOMPatientId="1CT1")))["imageSetsMetadataSummaries"]
@@ -579,6 +586,11 @@ def test_boto3_versions_paging(srv, versioned):
                  maxResults=0)
     expect_error("ValidationException", 400, raw.list_image_set_versions, datastoreId=ds, imageSetId=image_set,
                  maxResults=51)
+    # Tokens are bound to their listing: another image set's, or a search's, is refused.
+    token = client.list_image_set_versions(datastoreId=ds, imageSetId=image_set, maxResults=1)["nextToken"]
+    other = client.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]
+    assert [o["imageSetId"] for o in other] == [image_set]
+    expect_error("ValidationException", 400, client.search_image_sets, datastoreId=ds, nextToken=token)
     # A search summary carries the latest version as an integer; one image set: no nextToken.
     page = client.search_image_sets(datastoreId=ds, maxResults=1)
     assert [s["version"] for s in page["imageSetsMetadataSummaries"]] == [3] and "nextToken" not in page
@@ -674,6 +686,8 @@ def test_boto3_search_filters(srv, store, reads_corpus):
     assert find({"filters": [{"operator": "EQUAL", "values": [study_dt(d0, t0)]}]}) == study0
     assert find({"filters": [{"operator": "EQUAL", "values": [study_dt("20040119")]}]}) == {ct}
     assert find({"filters": [{"operator": "EQUAL", "values": [study_dt("20040119", "072729")]}]}) == set()
+    assert find({"filters": [{"operator": "EQUAL", "values": [study_dt("20040119", "0727")]}]}) == set()
+    assert find({"filters": [{"operator": "EQUAL", "values": [study_dt("20040119", "072730.000")]}]}) == {ct}
 
 
 def test_boto3_search_summaries_and_sort(srv, store):
@@ -832,6 +846,18 @@ def test_boto3_read_errors(srv, store):
     expect_error(*bad, raw.search_image_sets, datastoreId=ds, maxResults=0)
     expect_error(*bad, raw.search_image_sets, datastoreId=ds, maxResults=51)
     expect_error(*bad, client.search_image_sets, datastoreId=ds, nextToken="forged")
+    # Validation messages never echo the (sensitive) search values.
+    err = expect_error(*bad, client.search_image_sets, datastoreId=ds,
+                       searchCriteria=eq(DICOMStudyDateAndTime={"DICOMStudyDate": "19qz0101"}))
+    assert "19qz0101" not in err.response["Error"]["Message"]
+    err = expect_error(*bad, raw.search_image_sets, datastoreId=ds, searchCriteria={"filters": [
+        {"operator": "BETWEEN", "values": [{"DICOMPatientId": "SECRET-PID-42"}, {"DICOMPatientId": "SECRET-PID-43"}]}]})
+    assert "SECRET-PID" not in err.response["Error"]["Message"]
+    # A token of another image set's version listing is no search token, and the reverse.
+    s0 = store["series"][0]
+    page = client.search_image_sets(datastoreId=ds, maxResults=1)
+    expect_error(*bad, client.list_image_set_versions, datastoreId=ds, imageSetId=s0["primary"],
+                 nextToken=page["nextToken"])
     # A token is bound to its filters.
     page = client.search_image_sets(datastoreId=ds, maxResults=1, searchCriteria=eq(isPrimary=True))
     expect_error(*bad, client.search_image_sets, datastoreId=ds, maxResults=1, nextToken=page["nextToken"],
@@ -1088,3 +1114,16 @@ def test_cors(srv, store):
     client.search_image_sets(datastoreId=ds, maxResults=1)
     assert len(seen) == 1 and seen[0].get("access-control-allow-origin") == "*"
     assert "x-amzn-RequestId".lower() in seen[0].get("access-control-expose-headers", "").lower()
+
+
+def test_server_logs_carry_no_patient_data(srv, store, versioned):
+    """After everything above (imports, searches by patient id, date, UID, failed searches), the
+    shared server's log holds no patient or study value."""
+    log = "".join(p.read_text(errors="replace") for p in sorted(srv.log_dir.glob(f"lightbox-{srv.port}-*.stderr")))
+    assert "SearchImageSets" in log or "searchImageSets" in log, "the requests are logged"
+    secrets = {"1CT1", "SECRET-PID", "19qz0101"}
+    for ser in store["series"]:
+        src = ser["src"]
+        secrets |= {ser["patient_id"], ser["conflicting_patient_id"], str(src.PatientName), str(src.AccessionNumber)}
+    for value in secrets:
+        assert value not in log, "a patient value is in the server log"
