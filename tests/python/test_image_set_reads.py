@@ -976,8 +976,12 @@ def test_storage_tier_after_31_days(make_server, reads_corpus):
     def tiers(c):
         return {s["imageSetId"]: s["storageTier"] for s in c.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]}
 
+    # A search token survives a restart.
+    token = client.search_image_sets(datastoreId=ds, maxResults=2)["nextToken"]
     # Just under 30 days: still frequent access.
     client = restart(30 * 86400 - 300)
+    rest = client.search_image_sets(datastoreId=ds, maxResults=2, nextToken=token)
+    assert len(rest["imageSetsMetadataSummaries"]) == 1 and "nextToken" not in rest
     for image_set in (ct, mr, emri):
         got = client.get_image_set(datastoreId=ds, imageSetId=image_set)
         assert got["storageTier"] == "FREQUENT_ACCESS" and got["lastAccessedAt"] == before[image_set]
@@ -1114,6 +1118,34 @@ def test_cors(srv, store):
     client.search_image_sets(datastoreId=ds, maxResults=1)
     assert len(seen) == 1 and seen[0].get("access-control-allow-origin") == "*"
     assert "x-amzn-RequestId".lower() in seen[0].get("access-control-expose-headers", "").lower()
+
+
+@pytest.mark.skipif(os.environ.get("LIGHTBOX_TEST_BACKEND", "embedded") != "postgres-s3",
+                    reason="nodes share a catalog on PostgreSQL + S3 only")
+def test_second_node_serves_the_same_reads(srv, store, tmp_path):
+    """A second node on the same PostgreSQL catalog and S3 bucket: same search pages (a token from
+    one node continues on the other), same metadata bytes, same frames."""
+    other = Lightbox(srv.data_dir, tmp_path).start()
+    try:
+        a, b = srv.client(), other.client()
+        ds = store["ds"]
+        first = a.search_image_sets(datastoreId=ds, maxResults=5)
+        rest = b.search_image_sets(datastoreId=ds, maxResults=50, nextToken=first["nextToken"])
+        assert [s["imageSetId"] for s in first["imageSetsMetadataSummaries"] + rest["imageSetsMetadataSummaries"]] == \
+            [s["imageSetId"] for s in a.search_image_sets(datastoreId=ds)["imageSetsMetadataSummaries"]]
+        image_set = store["corpus_sets"]["emri_small.dcm"]
+        raw_a = a.get_image_set_metadata(datastoreId=ds, imageSetId=image_set)["imageSetMetadataBlob"].read()
+        raw_b = b.get_image_set_metadata(datastoreId=ds, imageSetId=image_set)["imageSetMetadataBlob"].read()
+        assert raw_a == raw_b
+        for entry in next(iter(instances_of(gunzip_json(raw_a)).values()))["ImageFrames"]:
+            info = {"imageFrameId": entry["ID"]}
+            fa = a.get_image_frame(datastoreId=ds, imageSetId=image_set, imageFrameInformation=info)["imageFrameBlob"].read()
+            fb = b.get_image_frame(datastoreId=ds, imageSetId=image_set, imageFrameInformation=info)["imageFrameBlob"].read()
+            assert fa == fb and len(fa) == entry["FrameSizeInBytes"]
+        assert a.get_image_set(datastoreId=ds, imageSetId=image_set)["imageSetArn"] == \
+            b.get_image_set(datastoreId=ds, imageSetId=image_set)["imageSetArn"]
+    finally:
+        other.kill()
 
 
 def test_server_logs_carry_no_patient_data(srv, store, versioned):
