@@ -44,10 +44,15 @@ def collect(out):
                 src = os.path.join(dirpath, name)
                 dst = os.path.join(out, name)
                 if not os.path.exists(dst) or os.path.getsize(dst) != os.path.getsize(src):
-                    shutil.copyfile(src, dst)
+                    # Copy then rename: collectors sharing OUT never see a partial file.
+                    tmp = f"{dst}.{os.getpid()}.tmp"
+                    shutil.copyfile(src, tmp)
+                    os.replace(tmp, dst)
                 index[name] = {"name": name, "source": label, "size": os.path.getsize(src)}
-    with open(os.path.join(out, "index.json"), "w") as f:
+    tmp = os.path.join(out, f"index.json.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
         json.dump([index[k] for k in sorted(index)], f, indent=1)
+    os.replace(tmp, os.path.join(out, "index.json"))
     print(f"{len(index)} files in {out}")
 
 

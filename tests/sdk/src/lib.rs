@@ -794,14 +794,16 @@ impl TestServer {
 }
 
 /// The real DICOM test files (pydicom / pydicom-data wheels), collected once per test process by
-/// `scripts/dicom-corpus.py` with the project's virtualenv (made by scripts/setup-test-env.sh).
+/// `scripts/dicom-corpus.py` with the project's virtualenv (made by scripts/setup-test-env.sh)
+/// into `target/dicom-corpus`, the cache the DICOM crate's tests share (collecting is
+/// idempotent and safe to run concurrently).
 pub fn dicom_corpus() -> Result<PathBuf> {
     static DIR: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
         std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let python = repo.join(".venv/bin/python");
-        let out = std::env::temp_dir().join(format!("lightbox-corpus-{}", std::process::id()));
+        let out = repo.join("target/dicom-corpus");
         let status = std::process::Command::new(&python)
             .arg(repo.join("scripts/dicom-corpus.py"))
             .arg("collect")
