@@ -154,11 +154,12 @@ def test_tags(server):
 def test_runtime_operation_with_inject_host_prefix_false(server):
     c = server.client()
     ds = c.create_datastore(datastoreName="rt")["datastoreId"]
+    missing = uuid.uuid4().hex
     with pytest.raises(botocore.exceptions.ClientError) as ei:
-        c.get_image_set(datastoreId=ds, imageSetId=uuid.uuid4().hex)
+        c.get_image_set(datastoreId=ds, imageSetId=missing)
     code, status, message = error_of(ei)
-    assert (code, status) == ("NotImplementedException", 501)
-    assert "GetImageSet" in message
+    assert (code, status) == ("ResourceNotFoundException", 404)
+    assert missing in message
 
 
 def test_runtime_operation_with_env_disable_host_prefix_injection(server, monkeypatch):
@@ -172,11 +173,9 @@ def test_runtime_operation_with_env_disable_host_prefix_injection(server, monkey
         aws_secret_access_key="test",
         config=Config(retries={"max_attempts": 1}),
     )
-    with pytest.raises(botocore.exceptions.ClientError) as ei:
-        c.search_image_sets(datastoreId=ds)
-    code, status, message = error_of(ei)
-    assert (code, status) == ("NotImplementedException", 501)
-    assert "SearchImageSets" in message
+    found = c.search_image_sets(datastoreId=ds)
+    assert found["imageSetsMetadataSummaries"] == []
+    assert found["sort"] == {"sortOrder": "DESC", "sortField": "updatedAt"}
     # Control-plane calls are unaffected.
     assert c.get_datastore(datastoreId=ds)["datastoreProperties"]["datastoreId"] == ds
 
@@ -315,10 +314,9 @@ def test_logs_carry_request_ids_and_no_patient_data(server):
     ds = c.create_datastore(datastoreName="logs")["datastoreId"]
     secret = "PATIENTSECRET-4711"
     criteria = {"filters": [{"operator": "EQUAL", "values": [{"DICOMPatientId": secret}]}]}
-    with pytest.raises(botocore.exceptions.ClientError) as ei:
-        c.search_image_sets(datastoreId=ds, searchCriteria=criteria)
-    assert error_of(ei)[0] == "NotImplementedException"
-    rid = ei.value.response["ResponseMetadata"]["RequestId"]
+    found = c.search_image_sets(datastoreId=ds, searchCriteria=criteria)
+    assert found["imageSetsMetadataSummaries"] == []
+    rid = found["ResponseMetadata"]["RequestId"]
     long_secret = secret + "9" * 600
     criteria = {"filters": [{"operator": "EQUAL", "values": [{"DICOMPatientId": long_secret}]}]}
     with pytest.raises(c.exceptions.ValidationException) as ei:

@@ -97,16 +97,17 @@ def test_bad_credentials_exit_code(server):
 
 def test_runtime_operation_with_env_disable_host_prefix_injection(server):
     ds = aws(server, "create-datastore", "--datastore-name", "rt")["datastoreId"]
+    missing = uuid.uuid4().hex
     proc = aws(
         server,
         "get-image-set",
         "--datastore-id",
         ds,
         "--image-set-id",
-        uuid.uuid4().hex,
+        missing,
         env={"AWS_DISABLE_HOST_PREFIX_INJECTION": "true"},
         check=False,
     )
-    assert proc.returncode == 255
-    assert "NotImplementedException" in proc.stderr, proc.stderr
-    assert "GetImageSet" in proc.stderr
+    assert proc.returncode != 0
+    assert "ResourceNotFoundException" in proc.stderr, proc.stderr
+    assert missing in proc.stderr
