@@ -160,7 +160,8 @@ pub fn open_s3(config: &Config, credentials: &HashMap<String, String>) -> anyhow
     })
 }
 
-async fn open_catalog(config: &Config) -> anyhow::Result<SqlCatalog> {
+/// Opens the catalog `config` names: `--catalog`, or SQLite in the data dir (migrated).
+pub async fn open_catalog(config: &Config) -> anyhow::Result<SqlCatalog> {
     match &config.catalog {
         None => SqlCatalog::open_sqlite_file(&config.data_dir.join("catalog.db"))
             .await
@@ -171,7 +172,9 @@ async fn open_catalog(config: &Config) -> anyhow::Result<SqlCatalog> {
     }
 }
 
-async fn open_blob_store(config: &Config) -> anyhow::Result<ObjectBlobStore> {
+/// Opens the blob store `config` names (`--blob-store`, or `blobs/` in the data dir) and
+/// checks it is usable.
+pub async fn open_blob_store(config: &Config) -> anyhow::Result<ObjectBlobStore> {
     let location = match &config.blob_store {
         None => BlobStoreLocation::Local(config.data_dir.join("blobs")),
         Some(url) => parse_blob_store_url(url).context("invalid --blob-store")?,

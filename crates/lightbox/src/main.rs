@@ -1,5 +1,6 @@
 //! The `lightbox` command: `lightbox serve` runs the HealthImaging-compatible server.
 
+mod generate;
 mod import_cli;
 
 use std::net::SocketAddr;
@@ -26,6 +27,10 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Import a local folder of DICOM files into a data store of a running Lightbox.
     Import(import_cli::ImportArgs),
+    /// Write N synthetic image sets (patients, studies, series; metadata documents, no pixel
+    /// data) straight into a data store's storage, for benchmarks. Stop the server first when
+    /// it uses the embedded catalog; the data store must exist and be ACTIVE.
+    GenerateImageSets(generate::GenerateArgs),
 }
 
 #[derive(clap::Args)]
@@ -134,7 +139,12 @@ struct ServeArgs {
     import_concurrency: Option<usize>,
     /// Testing aid: seconds added to the service's clock (storage tiers after 30 days…).
     /// Request signatures are still checked against the real time.
-    #[arg(long, env = "LIGHTBOX_CLOCK_OFFSET_SECS", default_value_t = 0, hide = true)]
+    #[arg(
+        long,
+        env = "LIGHTBOX_CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        hide = true
+    )]
     clock_offset_secs: u64,
 }
 
@@ -171,6 +181,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args).await,
         Command::Import(args) => import_cli::run(args).await,
+        Command::GenerateImageSets(args) => generate::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
