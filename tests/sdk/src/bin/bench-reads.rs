@@ -37,6 +37,30 @@ struct Server {
     url: String,
 }
 
+/// The running server's pid, for its CPU time (0: none).
+static SERVER_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// CPU seconds (user + system) of a process so far, from /proc (clock ticks of 1/100 s).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// `(server, this process)` CPU seconds so far.
+fn cpu_now() -> (f64, f64) {
+    let pid = SERVER_PID.load(std::sync::atomic::Ordering::SeqCst);
+    let server = if pid == 0 {
+        0.0
+    } else {
+        cpu_seconds(&pid.to_string())
+    };
+    (server, cpu_seconds("self"))
+}
+
 async fn start_server(bin: &str, dir: &Path) -> Result<Server> {
     let mut child = Command::new(bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -60,6 +84,7 @@ async fn start_server(bin: &str, dir: &Path) -> Result<Server> {
         .to_string();
     // Keep draining stdout so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    SERVER_PID.store(child.id().unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
     Ok(Server { child, url })
 }
 
@@ -82,6 +107,9 @@ struct Measured {
     bytes: u64,
     errors: usize,
     seconds: f64,
+    /// CPU seconds the server and this process (the clients) spent during the measurement.
+    server_cpu: f64,
+    client_cpu: f64,
 }
 
 impl Measured {
@@ -93,6 +121,14 @@ impl Measured {
     }
     fn mb_per_s(&self) -> f64 {
         self.bytes as f64 / 1e6 / self.seconds
+    }
+    /// Server CPU microseconds per completed request.
+    fn server_us(&self) -> f64 {
+        self.server_cpu * 1e6 / self.count().max(1) as f64
+    }
+    /// Client-side (this process) CPU microseconds per completed request.
+    fn client_us(&self) -> f64 {
+        self.client_cpu * 1e6 / self.count().max(1) as f64
     }
     fn ms(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -113,6 +149,7 @@ where
     let op = Arc::new(op);
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
+    let cpu_before = cpu_now();
     let mut tasks = vec![];
     for c in 0..clients {
         let op = op.clone();
@@ -142,6 +179,8 @@ where
         bytes: 0,
         errors: 0,
         seconds: 0.0,
+        server_cpu: 0.0,
+        client_cpu: 0.0,
     };
     for t in tasks {
         let (l, b, e) = t.await.expect("bench task");
@@ -150,6 +189,9 @@ where
         m.errors += e;
     }
     m.seconds = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_now();
+    m.server_cpu = cpu_after.0 - cpu_before.0;
+    m.client_cpu = cpu_after.1 - cpu_before.1;
     m.latencies_us.sort_unstable();
     m
 }
@@ -355,9 +397,9 @@ async fn main() -> Result<()> {
     println!("## GetImageFrame vs. reading the stored frame file (same process, same concurrency)");
     println!();
     println!(
-        "| frames | clients | API frames/s | API MB/s | API p50 ms | API p99 ms | disk frames/s | disk MB/s | disk p50 ms | disk p99 ms | API ÷ disk (throughput) | errors |"
+        "| frames | clients | API frames/s | API MB/s | API p50 ms | API p99 ms | disk frames/s | disk MB/s | disk p50 ms | disk p99 ms | API ÷ disk (throughput) | CPU µs/frame: server, SDK clients, disk reads | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, frames) in [("CT 512x512", &ct), ("radiograph", &rg)] {
         let frames = Arc::new(frames.clone());
         for &n in &[1usize, 16, 64] {
@@ -397,7 +439,7 @@ async fn main() -> Result<()> {
                 .await
             };
             println!(
-                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {} |",
+                "| {name} | {n} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.0}, {:.0}, {:.0} | {} |",
                 api.rate(),
                 api.mb_per_s(),
                 api.ms(0.5),
@@ -407,6 +449,9 @@ async fn main() -> Result<()> {
                 disk.ms(0.5),
                 disk.ms(0.99),
                 api.rate() / disk.rate(),
+                api.server_us(),
+                api.client_us(),
+                disk.client_us(),
                 api.errors + disk.errors,
             );
         }
@@ -528,9 +573,9 @@ async fn main() -> Result<()> {
     println!("## SearchImageSets and GetImageSetMetadata with {total} image sets");
     println!();
     println!(
-        "| request | clients | requests/s | p50 ms | p99 ms | results (first call) | errors |"
+        "| request | clients | requests/s | p50 ms | p99 ms | results (first call) | CPU µs/request: server, SDK clients | errors |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     type Query = (
         &'static str,
         Arc<dyn Fn(usize) -> (Option<SearchCriteria>, Option<String>) + Send + Sync>,
@@ -596,25 +641,33 @@ async fn main() -> Result<()> {
             })
             .await;
             println!(
-                "| SearchImageSets {name} | {n} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                "| SearchImageSets {name} | {n} | {:.0} | {:.2} | {:.2} | {} | {:.0}, {:.0} | {} |",
                 m.rate(),
                 m.ms(0.5),
                 m.ms(0.99),
                 first.len(),
+                m.server_us(),
+                m.client_us(),
                 m.errors
             );
         }
     }
     // GetImageSetMetadata: generated image sets (small documents), then the imported CT series.
-    let sample = parse_document(&get_metadata(&admin, &ds, &ids[0]).await?)?;
+    // The generated documents' mean size and instance count, over the first 200.
+    let (mut gen_bytes, mut gen_instances) = (0usize, 0usize);
+    for id in ids.iter().take(200) {
+        let gz = get_metadata(&admin, &ds, id).await?;
+        gen_bytes += gz.len();
+        gen_instances += document_frames(&parse_document(&gz)?).len();
+    }
+    let sampled = ids.len().clamp(1, 200) as f64;
     let ct_doc = get_metadata(&admin, &ds, &ct[0].image_set).await?;
-    let gen_doc = get_metadata(&admin, &ds, &ids[0]).await?;
     for (name, targets) in [
         (
             format!(
-                "GetImageSetMetadata, 2000 generated image sets ({} instances, {:.1} KB gzip)",
-                document_frames(&sample).len(),
-                gen_doc.len() as f64 / 1e3
+                "GetImageSetMetadata, 2000 generated image sets (mean {:.1} instances, {:.1} KB gzip)",
+                gen_instances as f64 / sampled,
+                gen_bytes as f64 / sampled / 1e3
             ),
             ids.clone(),
         ),
@@ -639,10 +692,12 @@ async fn main() -> Result<()> {
             })
             .await;
             println!(
-                "| {name} | {n} | {:.0} | {:.2} | {:.2} | | {} |",
+                "| {name} | {n} | {:.0} | {:.2} | {:.2} | | {:.0}, {:.0} | {} |",
                 m.rate(),
                 m.ms(0.5),
                 m.ms(0.99),
+                m.server_us(),
+                m.client_us(),
                 m.errors
             );
         }
