@@ -9,7 +9,6 @@
 //! exists behind them. Everything but the image set IDs and timestamps follows from `--seed`.
 //! All names and identifiers are made up.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,30 +38,10 @@ pub struct GenerateArgs {
     /// Number of image sets (series) to create.
     #[arg(long)]
     count: usize,
-    /// Directory of a (stopped) server's embedded catalog and blobs.
-    #[arg(long, env = "LIGHTBOX_DATA_DIR", default_value = "./lightbox-data")]
-    data_dir: PathBuf,
-    /// Catalog database URL (default: SQLite in --data-dir), as for `lightbox serve`.
-    #[arg(long, env = "LIGHTBOX_CATALOG", hide_env_values = true)]
-    catalog: Option<String>,
-    /// Blob store URL (default: --data-dir/blobs), as for `lightbox serve`.
-    #[arg(long, env = "LIGHTBOX_BLOB_STORE")]
-    blob_store: Option<String>,
-    /// S3 endpoint of an s3:// --blob-store.
-    #[arg(long, env = "LIGHTBOX_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// S3 region of an s3:// --blob-store.
-    #[arg(long, env = "LIGHTBOX_S3_REGION")]
-    s3_region: Option<String>,
-    /// S3 access key id of an s3:// --blob-store.
-    #[arg(long, env = "LIGHTBOX_S3_ACCESS_KEY_ID")]
-    s3_access_key_id: Option<String>,
-    /// S3 secret access key of an s3:// --blob-store.
-    #[arg(long, env = "LIGHTBOX_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    s3_secret_access_key: Option<String>,
-    /// Virtual-hosted-style addressing for an s3:// --blob-store.
-    #[arg(long, env = "LIGHTBOX_S3_VIRTUAL_HOSTED_STYLE")]
-    s3_virtual_hosted_style: bool,
+    /// Where the data store's storage is (a stopped server's data dir, or its catalog and
+    /// blob store URLs), as for `lightbox serve`.
+    #[command(flatten)]
+    storage: crate::storage_args::StorageArgs,
     /// Seed of the synthetic patients, studies and series.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -71,16 +50,10 @@ pub struct GenerateArgs {
 pub async fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let ds = DatastoreId::parse(&args.datastore_id)
         .map_err(|_| anyhow::anyhow!("--datastore-id is not a data store ID"))?;
-    let mut config = Config::new(&args.data_dir);
-    config.catalog = args.catalog.clone();
-    config.blob_store = args.blob_store.clone();
-    config.s3 = lightbox::S3Options {
-        endpoint: args.s3_endpoint.clone(),
-        region: args.s3_region.clone(),
-        access_key_id: args.s3_access_key_id.clone(),
-        secret_access_key: args.s3_secret_access_key.clone(),
-        virtual_hosted_style: args.s3_virtual_hosted_style,
-    };
+    let mut config = Config::new(&args.storage.data_dir);
+    config.catalog = args.storage.catalog.clone();
+    config.blob_store = args.storage.blob_store.clone();
+    config.s3 = args.storage.s3();
     if config.catalog.is_none() {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(

@@ -2,9 +2,9 @@
 
 mod generate;
 mod import_cli;
+mod storage_args;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -38,9 +38,8 @@ struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, env = "LIGHTBOX_LISTEN", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Directory holding the catalog (SQLite) and blobs.
-    #[arg(long, env = "LIGHTBOX_DATA_DIR", default_value = "./lightbox-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    storage: storage_args::StorageArgs,
     /// Region named in ARNs.
     #[arg(long, env = "LIGHTBOX_REGION", default_value = "us-east-1")]
     region: String,
@@ -65,27 +64,6 @@ struct ServeArgs {
     /// Milliseconds background work stays leased to this node without a heartbeat.
     #[arg(long, env = "LIGHTBOX_JOB_LEASE_MS", default_value_t = 30_000)]
     job_lease_ms: u64,
-    /// Catalog database URL, e.g. postgres://user:pass@host/db (default: SQLite in --data-dir).
-    #[arg(long, env = "LIGHTBOX_CATALOG", hide_env_values = true)]
-    catalog: Option<String>,
-    /// Blob store: s3://bucket/prefix, file:///dir or a path (default: --data-dir/blobs).
-    #[arg(long, env = "LIGHTBOX_BLOB_STORE")]
-    blob_store: Option<String>,
-    /// S3 endpoint URL for MinIO, Ceph, Garage… (default: AWS S3).
-    #[arg(long, env = "LIGHTBOX_S3_ENDPOINT")]
-    s3_endpoint: Option<String>,
-    /// S3 region.
-    #[arg(long, env = "LIGHTBOX_S3_REGION")]
-    s3_region: Option<String>,
-    /// S3 access key id (default: the AWS credential chain).
-    #[arg(long, env = "LIGHTBOX_S3_ACCESS_KEY_ID")]
-    s3_access_key_id: Option<String>,
-    /// S3 secret access key.
-    #[arg(long, env = "LIGHTBOX_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    s3_secret_access_key: Option<String>,
-    /// Use virtual-hosted-style S3 addressing (bucket.host) instead of path style.
-    #[arg(long, env = "LIGHTBOX_S3_VIRTUAL_HOSTED_STYLE")]
-    s3_virtual_hosted_style: bool,
     /// Serve the built-in S3 endpoint (buckets under --data-dir/s3) on the same listener.
     #[arg(long, env = "LIGHTBOX_BUILTIN_S3", default_value_t = true, action = clap::ArgAction::Set)]
     builtin_s3: bool,
@@ -195,7 +173,7 @@ async fn main() -> std::process::ExitCode {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         listen: args.listen,
-        data_dir: args.data_dir.clone(),
+        data_dir: args.storage.data_dir.clone(),
         region: args.region,
         account_id: args.account_id,
         credentials: args.credentials.map(|c| c.0).unwrap_or_default(),
@@ -204,15 +182,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_request_body: args.max_request_body,
         job_lease: Duration::from_millis(args.job_lease_ms),
         body_timeout: Duration::from_secs(args.body_timeout_secs),
-        catalog: args.catalog,
-        blob_store: args.blob_store,
-        s3: lightbox::S3Options {
-            endpoint: args.s3_endpoint,
-            region: args.s3_region,
-            access_key_id: args.s3_access_key_id,
-            secret_access_key: args.s3_secret_access_key,
-            virtual_hosted_style: args.s3_virtual_hosted_style,
-        },
+        s3: args.storage.s3(),
+        catalog: args.storage.catalog,
+        blob_store: args.storage.blob_store,
         builtin_s3: args.builtin_s3,
         import_s3: lightbox::S3Options {
             endpoint: args.import_s3_endpoint,
@@ -244,7 +216,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .blob_store
         .clone()
         .unwrap_or_else(|| config.data_dir.join("blobs").display().to_string());
-    let builtin_s3 = config.builtin_s3;
+    let builtin_s3 = config.builtin_s3.then(|| config.data_dir.join("s3"));
     let server = lightbox::start(config).await?;
     // The ready line. Write errors are ignored: whoever started us may have stopped reading
     // stdout after it, and a server must not die of that.
@@ -252,10 +224,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "Lightbox is serving the AWS HealthImaging API at {} (catalog: {catalog}; blobs: {blobs})",
         server.endpoint_url(),
     );
-    if builtin_s3 {
+    if let Some(buckets) = builtin_s3 {
         ready.push_str(&format!(
             "\nBuilt-in S3 at the same URL (path-style, same credentials; buckets in {})",
-            args.data_dir.join("s3").display()
+            buckets.display()
         ));
     }
     {
