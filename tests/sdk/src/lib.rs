@@ -793,6 +793,37 @@ impl TestServer {
     }
 }
 
+/// Waits (up to `within`) for the ready line a spawned `lightbox serve` prints on its piped
+/// stdout and returns the URL it names; stdout is drained afterwards, so the server never
+/// blocks on a full pipe.
+pub async fn ready_url(child: &mut tokio::process::Child, within: Duration) -> Result<String> {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().context("stdout is not piped")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(within, lines.next_line())
+        .await
+        .context("lightbox serve did not report ready in time")??
+        .context("lightbox serve exited before it was ready")?;
+    let start = line.find("http://").context("no URL in the ready line")?;
+    let url = line[start..]
+        .split_whitespace()
+        .next()
+        .context("no URL in the ready line")?
+        .to_string();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(url)
+}
+
+/// The JSON values of an ndjson document (blank lines skipped).
+pub fn ndjson(bytes: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8(bytes.to_vec())
+        .expect("ndjson is UTF-8")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("ndjson line is JSON"))
+        .collect()
+}
+
 /// The real DICOM test files (pydicom / pydicom-data wheels), collected once per test process by
 /// `scripts/dicom-corpus.py` with the project's virtualenv (made by scripts/setup-test-env.sh)
 /// into `target/dicom-corpus`, the cache the DICOM crate's tests share (collecting is

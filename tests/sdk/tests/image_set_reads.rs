@@ -77,15 +77,6 @@ async fn s3_get(srv: &TestServer, key: &str) -> Option<Vec<u8>> {
     Some(out.body.collect().await.unwrap().into_bytes().to_vec())
 }
 
-fn ndjson(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8(bytes.to_vec())
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Uploads `files` under `s3://reads/{prefix}/in/` and runs one import job to completion;
 /// returns the lines of its `success.ndjson` (asserting there are no failures).
 async fn import(

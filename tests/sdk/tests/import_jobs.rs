@@ -89,15 +89,6 @@ async fn wait_done(
     }
 }
 
-fn ndjson(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8(bytes.to_vec())
-        .unwrap()
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn import_creates_primary_image_sets_and_versions() {
     let srv = TestServer::start().await.unwrap();

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_medicalimaging::types::DatastoreStatus;
-use lightbox_sdk_tests::{HostMode, SharedStorage, sdk_client, wait_active, wait_status};
+use lightbox_sdk_tests::{
+    HostMode, SharedStorage, ready_url, sdk_client, wait_active, wait_status,
+};
 use lightbox_storage::{Catalog, JobState, SqlCatalog};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 fn lightbox_bin() -> PathBuf {
@@ -79,17 +80,7 @@ impl Node {
             .kill_on_drop(true)
             .spawn()
             .context("spawn lightbox serve")?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .context("node did not report ready in time")??
-            .context("node exited before it was ready")?;
-        let start = line.find("http://").context("ready line has a URL")?;
-        let url = line[start..]
-            .split_whitespace()
-            .next()
-            .context("URL")?
-            .to_string();
+        let url = ready_url(&mut child, Duration::from_secs(60)).await?;
         Ok(Node { child, url })
     }
 

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lightbox_sdk_tests::{HostMode, SharedStorage, sdk_client, wait_active};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use lightbox_sdk_tests::{HostMode, SharedStorage, ready_url, sdk_client, wait_active};
 use tokio::process::{Child, Command};
 
 struct Node {
@@ -39,16 +38,7 @@ async fn start_node(bin: &str, dir: &Path, storage: Option<&SharedStorage>) -> R
             .env("LIGHTBOX_S3_SECRET_ACCESS_KEY", &s.s3.secret_key);
     }
     let mut child = cmd.spawn().context("spawn lightbox")?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await??
-        .context("node exited")?;
-    let start = line.find("http://").context("URL in ready line")?;
-    let url = line[start..]
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let url = ready_url(&mut child, Duration::from_secs(60)).await?;
     Ok(Node { _child: child, url })
 }
 

@@ -23,9 +23,8 @@ use aws_sdk_medicalimaging::types::{
     DicomStudyDateAndTime, ImageFrameInformation, Operator, SearchByAttributeValue, SearchCriteria,
     SearchFilter, Sort, SortField, SortOrder,
 };
-use lightbox_sdk_tests::{HostMode, create_active, sdk_client};
+use lightbox_sdk_tests::{HostMode, create_active, ready_url, sdk_client};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 fn env_or(name: &str, default: &str) -> String {
@@ -72,18 +71,7 @@ async fn start_server(bin: &str, dir: &Path) -> Result<Server> {
         .kill_on_drop(true)
         .spawn()
         .context("spawn lightbox serve")?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
-        .await??
-        .context("lightbox serve exited")?;
-    let start = line.find("http://").context("URL in ready line")?;
-    let url = line[start..]
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    // Keep draining stdout so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let url = ready_url(&mut child, Duration::from_secs(120)).await?;
     SERVER_PID.store(child.id().unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
     Ok(Server { child, url })
 }
