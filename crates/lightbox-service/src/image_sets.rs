@@ -110,15 +110,9 @@ impl Service {
             .catalog
             .get_image_set_version(datastore_id, id, number)
             .await?;
-        let Some(mut v) = found else {
+        let Some(v) = found else {
             return Err(version_not_found(id, &number.to_string()));
         };
-        if v.version == image_set.version {
-            // The latest version's state is the image set's (DELETED included).
-            v.state = image_set.state;
-            v.workflow_status = image_set.workflow_status;
-            v.deleted_at = image_set.deleted_at;
-        }
         Ok((image_set, v))
     }
 
@@ -285,16 +279,11 @@ impl Service {
         let cursor = next_token
             .map(|t| self.tokens.open(LISTING, &filters, t))
             .transpose()?;
-        let Page { mut items, next } = self
+        let Page { items, next } = self
             .catalog
             .list_image_set_versions(datastore_id, id, cursor.as_ref(), max_results)
             .await
             .map_err(invalid_cursor)?;
-        for v in items.iter_mut().filter(|v| v.version == image_set.version) {
-            v.state = image_set.state;
-            v.workflow_status = image_set.workflow_status;
-            v.deleted_at = image_set.deleted_at;
-        }
         let token = next.map(|c| self.tokens.seal(LISTING, &filters, &c));
         Ok((image_set, items, token))
     }

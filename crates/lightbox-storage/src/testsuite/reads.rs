@@ -475,6 +475,8 @@ async fn touches(c: &dyn Catalog) {
     else {
         panic!("not begun")
     };
+    // Reads take the latest version's state from its version row: it mirrors the image set.
+    assert_eq!(latest_state(c, &ds, &id).await, ImageSetState::Locked);
     c.complete_image_set_version(
         &ds,
         &id,
@@ -489,4 +491,20 @@ async fn touches(c: &dyn Catalog) {
     .unwrap();
     let s = c.get_image_set(&ds, &id).await.unwrap().unwrap();
     assert_eq!(s.last_accessed_at, Millis(95_000));
+    assert_eq!(latest_state(c, &ds, &id).await, ImageSetState::Active);
+}
+
+/// The image set's state, after checking that its latest version row says the same.
+async fn latest_state(c: &dyn Catalog, ds: &DatastoreId, id: &ImageSetId) -> ImageSetState {
+    let s = c.get_image_set(ds, id).await.unwrap().unwrap();
+    let v = c
+        .get_image_set_version(ds, id, s.version)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (v.state, v.workflow_status, v.deleted_at),
+        (s.state, s.workflow_status, s.deleted_at)
+    );
+    s.state
 }
