@@ -1735,23 +1735,27 @@ impl Catalog for SqlCatalog {
         id: &ImageSetId,
         frame_id: &str,
     ) -> Result<Option<(ImageSet, Option<FrameRecord>)>, StorageError> {
-        let columns: Vec<String> = IMAGE_SET_COLUMNS
-            .split(',')
-            .map(|c| format!("s.{}", c.trim()))
-            .collect();
-        let row = sqlx::query(Self::sql(format!(
-            "SELECT {}, f.frame_id, f.blob_key, f.size, f.transfer_syntax FROM image_sets s \
-             LEFT JOIN image_frames f ON f.datastore_id = s.datastore_id \
-             AND f.image_set_id = s.id AND f.frame_id = $3 AND f.from_version <= s.version \
-             AND (f.until_version IS NULL OR f.until_version > s.version) \
-             WHERE s.datastore_id = $1 AND s.id = $2",
-            columns.join(", ")
-        )))
-        .bind(datastore_id.as_str())
-        .bind(id.as_str())
-        .bind(frame_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        // GetImageFrame's one query, built once.
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let columns: Vec<String> = IMAGE_SET_COLUMNS
+                .split(',')
+                .map(|c| format!("s.{}", c.trim()))
+                .collect();
+            format!(
+                "SELECT {}, f.frame_id, f.blob_key, f.size, f.transfer_syntax FROM image_sets s \
+                 LEFT JOIN image_frames f ON f.datastore_id = s.datastore_id \
+                 AND f.image_set_id = s.id AND f.frame_id = $3 AND f.from_version <= s.version \
+                 AND (f.until_version IS NULL OR f.until_version > s.version) \
+                 WHERE s.datastore_id = $1 AND s.id = $2",
+                columns.join(", ")
+            )
+        });
+        let row = sqlx::query(AssertSqlSafe(SQL.as_str()))
+            .bind(datastore_id.as_str())
+            .bind(id.as_str())
+            .bind(frame_id)
+            .fetch_optional(&self.pool)
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
