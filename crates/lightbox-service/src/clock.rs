@@ -6,17 +6,8 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Millis;
 }
 
-/// Wall-clock time.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Millis {
-        Millis::from_system_time(std::time::SystemTime::now())
-    }
-}
-
-/// Wall-clock time moved forward by a fixed offset (a testing aid: storage tiers after days).
+/// Wall-clock time moved forward by a fixed offset: zero (`OffsetClock::default()`) in
+/// production, days in tests of storage tiers.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OffsetClock(pub std::time::Duration);
 

@@ -15,7 +15,7 @@ mod jobs;
 mod tags;
 mod token;
 
-pub use clock::{Clock, OffsetClock, SystemClock};
+pub use clock::{Clock, OffsetClock};
 pub use datastores::CreateDatastoreInput;
 pub use error::ServiceError;
 pub use image_sets::{BlobStream, FrameRead, ImageSetView, SearchPage, TOUCH_GRANULARITY};

@@ -10,17 +10,11 @@ use super::{Output, shapes};
 use crate::error::ApiError;
 use crate::input::Input;
 
-/// The page size when `maxResults` is absent (the model's maximum).
-const DEFAULT_MAX_RESULTS: u32 = 50;
-
 pub async fn handle(svc: Arc<Service>, input: Input) -> Result<Output, ApiError> {
     let status = input
         .str("datastoreStatus")
         .and_then(DatastoreStatus::parse);
-    let max = input
-        .int("maxResults")
-        .map(|n| n as u32)
-        .unwrap_or(DEFAULT_MAX_RESULTS);
+    let max = shapes::max_results(&input);
     let (items, next) = svc
         .list_datastores(status, input.str("nextToken"), max)
         .await?;

@@ -75,9 +75,13 @@ pub fn image_set_version(image_set: &ImageSet, v: &ImageSetVersion, status_membe
     Value::Object(o)
 }
 
-/// Parses the optional `maxResults` of a listing (validated 1–50), defaulting to 50.
+/// The optional `maxResults` of a listing (validated 1–50); absent, the model's maximum.
 pub fn max_results(input: &crate::input::Input) -> u32 {
-    input.int("maxResults").map(|n| n as u32).unwrap_or(50)
+    const DEFAULT_MAX_RESULTS: u32 = 50;
+    input
+        .int("maxResults")
+        .map(|n| n as u32)
+        .unwrap_or(DEFAULT_MAX_RESULTS)
 }
 
 /// `DICOMImportJobSummary`. `jobName` is required on the wire: a job started without one is
