@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -256,3 +257,13 @@ def wait_status(client, datastore_id, want, timeout=10.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"{datastore_id} still {props['datastoreStatus']}, want {want}")
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """The real DICOM test files (pydicom / pydicom-data wheels), collected once per test run
+    (into pytest's temporary directory: exactly the wheels' files and index.json)."""
+    out = tmp_path_factory.mktemp("corpus")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "dicom-corpus.py"), "collect", str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return out

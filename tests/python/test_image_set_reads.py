@@ -76,14 +76,6 @@ def module_aws_env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def reads_corpus(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reads-corpus")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "dicom-corpus.py"), "collect", str(out)], check=True,
-                   stdout=subprocess.DEVNULL)
-    return out
-
-
-@pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):
     root = tmp_path_factory.mktemp("reads-server")
     data = root / "data"
@@ -140,7 +132,7 @@ def generate(out, *args):
 
 
 @pytest.fixture(scope="module")
-def store(srv, reads_corpus, tmp_path_factory):
+def store(srv, corpus, tmp_path_factory):
     """The shared data store: the corpus files imported with the AWS CLI (job 1), then a generated
     study imported with boto3 (job 2)."""
     import pydicom
@@ -150,7 +142,7 @@ def store(srv, reads_corpus, tmp_path_factory):
     study = root / "study"
     study.mkdir()
     for name in CORPUS:
-        shutil.copy(reads_corpus / name, study / name)
+        shutil.copy(corpus / name, study / name)
     run_aws(srv, "s3", "mb", "s3://reads")
     run_aws(srv, "s3", "cp", "--recursive", "--only-show-errors", str(study), "s3://reads/corpus/")
     props, _ = start_and_wait(srv, ds, "s3://reads/corpus/", "s3://reads/corpus-out/")
@@ -339,7 +331,7 @@ def eq(**value):
 # --- 1. the AWS CLI walkthrough -----------------------------------------------------------------
 
 
-def test_cli_search_get_metadata_and_frames(srv, store, reads_corpus, tmp_path):
+def test_cli_search_get_metadata_and_frames(srv, store, corpus, tmp_path):
     """import (fixture, CLI) → search-image-sets → get-image-set → get-image-set-metadata (gunzip)
     → get-image-frame for every frame of every corpus source, decoded independently."""
     ds = store["ds"]
@@ -405,7 +397,7 @@ def test_cli_search_get_metadata_and_frames(srv, store, reads_corpus, tmp_path):
         doc = gunzip_json(meta_file.read_bytes())
         assert doc["SchemaVersion"] == "1.1" and doc["DatastoreID"] == ds and doc["ImageSetID"] == image_set
 
-        src, frames = reference_pixels(reads_corpus / name)
+        src, frames = reference_pixels(corpus / name)
         inst = doc["Study"]["Series"][src.SeriesInstanceUID]["Instances"][src.SOPInstanceUID]
         assert len(inst["ImageFrames"]) == len(frames), name
         for i, (entry, want) in enumerate(zip(inst["ImageFrames"], frames)):
@@ -599,7 +591,7 @@ def test_boto3_versions_paging(srv, versioned):
 # --- 3. boto3: search filters, sort, paginators, errors -----------------------------------------
 
 
-def test_boto3_search_filters(srv, store, reads_corpus):
+def test_boto3_search_filters(srv, store, corpus):
     client = srv.client()
     ds = store["ds"]
     cs = store["corpus_sets"]
@@ -631,7 +623,7 @@ def test_boto3_search_filters(srv, store, reads_corpus):
     study_id = str(s0["src"].StudyID)
     assert find(eq(DICOMStudyId=study_id)) == \
         {x for s in store["series"] if str(s["src"].StudyID) == study_id for x in (s["primary"], s["other"])} | \
-        {cs[n] for n in CORPUS if str(pydicom.dcmread(reads_corpus / n, stop_before_pixels=True).get("StudyID", "")) == study_id}
+        {cs[n] for n in CORPUS if str(pydicom.dcmread(corpus / n, stop_before_pixels=True).get("StudyID", "")) == study_id}
     # isPrimary.
     non_primary = {s["other"] for s in store["series"]}
     assert find(eq(isPrimary=False)) == non_primary
@@ -911,7 +903,7 @@ def test_raw_wire_details(srv, store, versioned):
     assert status == 404 and headers["x-amzn-errortype"].startswith("ResourceNotFoundException")
 
 
-def test_jpeg2000_datastore_frames(srv, reads_corpus):
+def test_jpeg2000_datastore_frames(srv, corpus):
     """A JPEG_2000_LOSSLESS data store: frames are served as image/jp2 and decode (OpenJPEG) to the
     source pixels with the document's checksum."""
     import openjpeg
@@ -919,10 +911,10 @@ def test_jpeg2000_datastore_frames(srv, reads_corpus):
     client = srv.client()
     ds = make_datastore(srv, "reads-j2k", fmt="JPEG_2000_LOSSLESS")
     names = ("CT_small.dcm", "SC_rgb.dcm")
-    placed, _ = boto3_import(srv, ds, "reads-j2k", {n: reads_corpus / n for n in names}, "j")
+    placed, _ = boto3_import(srv, ds, "reads-j2k", {n: corpus / n for n in names}, "j")
     for name in names:
         image_set = placed[name]["imageSetId"]
-        src, frames = reference_pixels(reads_corpus / name)
+        src, frames = reference_pixels(corpus / name)
         inst = instances_of(metadata(client, ds, image_set))[str(src.SOPInstanceUID)]
         assert inst["StoredTransferSyntaxUID"] == "1.2.840.10008.1.2.4.90"
         for entry, want in zip(inst["ImageFrames"], frames):
@@ -940,7 +932,7 @@ def test_jpeg2000_datastore_frames(srv, reads_corpus):
 # --- 4. storage tiers ---------------------------------------------------------------------------
 
 
-def test_storage_tier_after_31_days(make_server, reads_corpus):
+def test_storage_tier_after_31_days(make_server, corpus):
     """Import, restart the same data dir with the service clock moved ahead: just under 30 days
     still FREQUENT_ACCESS, 30 days and more ARCHIVE_INSTANT_ACCESS (GetImageSet and search are no
     touch); GetImageFrame and GetImageSetMetadata touch image sets back to FREQUENT_ACCESS, at most
@@ -948,7 +940,7 @@ def test_storage_tier_after_31_days(make_server, reads_corpus):
     server = make_server()
     client = server.client()
     ds = make_datastore(server, "tiers")
-    placed, _ = boto3_import(server, ds, "tiers", {n: reads_corpus / n for n in ("CT_small.dcm", "MR_small.dcm",
+    placed, _ = boto3_import(server, ds, "tiers", {n: corpus / n for n in ("CT_small.dcm", "MR_small.dcm",
                                                                                   "emri_small.dcm")}, "t")
     ct, mr, emri = (placed[n]["imageSetId"] for n in ("CT_small.dcm", "MR_small.dcm", "emri_small.dcm"))
     before = {}

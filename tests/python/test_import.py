@@ -44,13 +44,6 @@ CORPUS_FILES = [
 LOSSLESS_SOURCES = set(CORPUS_FILES)
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    out = tmp_path_factory.mktemp("corpus")
-    subprocess.run([sys.executable, str(REPO / "scripts" / "dicom-corpus.py"), "collect", str(out)], check=True)
-    return out
-
-
 def run_aws(server, *args, check=True):
     env = dict(os.environ)
     env.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",

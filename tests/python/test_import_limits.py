@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
-from test_import import (ROLE, blob_root, corpus, find_document, make_datastore, read_outputs,  # noqa: F401
+from test_import import (ROLE, blob_root, find_document, make_datastore, read_outputs,  # noqa: F401
                          run_aws, start_and_wait)
 
 
