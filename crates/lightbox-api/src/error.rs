@@ -85,9 +85,6 @@ impl From<ServiceError> for ApiError {
             ServiceError::QuotaExceeded(m) => {
                 ApiError::new(402, "ServiceQuotaExceededException", m)
             }
-            e @ ServiceError::NotImplemented(_) => {
-                ApiError::new(501, "NotImplementedException", e.to_string())
-            }
             ServiceError::Internal(cause) => ApiError::internal(cause),
         }
     }

@@ -129,6 +129,11 @@ impl MetadataDocument {
         &self.root
     }
 
+    /// The document as JSON, for the changes in `changes.rs`.
+    pub(crate) fn root_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.root
+    }
+
     pub fn set_image_set_id(&mut self, id: &str) {
         self.root
             .insert("ImageSetID".into(), Value::String(id.to_string()));

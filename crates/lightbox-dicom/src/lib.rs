@@ -7,6 +7,7 @@
 //! allocates anything. [`MetadataDocument`] is the whole image set document
 //! (`GetImageSetMetadata`), built instance by instance.
 
+mod changes;
 mod document;
 mod instance;
 mod json;
@@ -15,6 +16,10 @@ mod multi_valued;
 mod p10;
 mod scan;
 
+pub use changes::{
+    ChangeError, CopySelection, DUPLICATE_SOP_INSTANCE, SERIES_MISMATCH, UpdateOptions,
+    parse_change_document, parse_copy_selection,
+};
 pub use document::{DocumentError, FrameEntry, MetadataDocument, StoredInstance, gzip};
 pub use instance::parse_p10;
 pub use json::{hex_key, is_multi_valued, key_of, tag_of_key};

@@ -16,9 +16,6 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{0}")]
     QuotaExceeded(String),
-    /// The operation exists in the API but this version of Lightbox does not implement it yet.
-    #[error("{0} is not implemented by this version of Lightbox yet")]
-    NotImplemented(&'static str),
     /// Anything unexpected; the cause is logged, never returned to clients.
     #[error("internal error")]
     Internal(String),

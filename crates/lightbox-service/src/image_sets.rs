@@ -74,7 +74,7 @@ fn invalid_cursor(e: StorageError) -> ServiceError {
 
 impl Service {
     /// The image set record, or NotFound naming the image set (or its data store).
-    async fn image_set_or_not_found(
+    pub(crate) async fn image_set_or_not_found(
         &self,
         datastore_id: &DatastoreId,
         id: &ImageSetId,
@@ -86,7 +86,11 @@ impl Service {
     }
 
     /// The error for an image set that is not there: its data store's, if that is missing too.
-    async fn missing(&self, datastore_id: &DatastoreId, id: &ImageSetId) -> ServiceError {
+    pub(crate) async fn missing(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+    ) -> ServiceError {
         match self.catalog.get_datastore(datastore_id).await {
             Ok(None) => datastores::not_found(datastore_id),
             Ok(Some(_)) => image_set_not_found(id),
@@ -179,8 +183,10 @@ impl Service {
         version: Option<&str>,
     ) -> Result<(BlobStream, Option<u64>), ServiceError> {
         let (image_set, v) = self.image_set_version(datastore_id, id, version).await?;
-        if v.version == image_set.version && image_set.state == ImageSetState::Deleted {
-            return Err(image_set_not_found(id));
+        if image_set.state == ImageSetState::Deleted {
+            return Err(ServiceError::NotFound(format!(
+                "Image set {id} is DELETED: its metadata is no longer stored"
+            )));
         }
         let Some(key) = v.metadata_key.as_deref() else {
             return Err(ServiceError::NotFound(format!(

@@ -72,7 +72,7 @@ struct Group {
 const IMPORT_RETRY_LOCKED: Duration = Duration::from_millis(200);
 const IMPORT_MAX_LOCK_WAIT: Duration = Duration::from_secs(600);
 
-fn grouping_json(g: &GroupingKey) -> String {
+pub(crate) fn grouping_json(g: &GroupingKey) -> String {
     json!([
         g.study_date,
         g.accession_number,
@@ -226,7 +226,7 @@ impl Service {
     }
 
     /// Deletes blobs `owner` registered that no committed record owns.
-    async fn collect_pending_blobs(&self, owner: &str) {
+    pub(crate) async fn collect_pending_blobs(&self, owner: &str) {
         let Ok(keys) = self.catalog.pending_blobs(owner).await else {
             return;
         };
@@ -883,6 +883,26 @@ impl Service {
         doc: &MetadataDocument,
         group: &Group,
     ) -> Result<ImageSetContent, String> {
+        let (key, size) = self.put_document(&job.datastore_id, &job.id, doc).await?;
+        Ok(ImageSetContent {
+            grouping: group.grouping.clone(),
+            // From the merged document: an image set's first instances set its tags.
+            tags: doc.search_tags(),
+            instance_count: doc.instance_count() as i64,
+            metadata_key: key,
+            metadata_size: size,
+        })
+    }
+
+    /// Stores a metadata document under a new key, registered first as a pending blob of
+    /// `owner` (so it is deleted if no record takes it over); returns its key and stored size.
+    /// A document over the per-image-set limit is refused.
+    pub(crate) async fn put_document(
+        &self,
+        ds: &DatastoreId,
+        owner: &str,
+        doc: &MetadataDocument,
+    ) -> Result<(String, u64), String> {
         let json = doc.to_json_bytes();
         let json_len = json.len() as u64;
         if json_len > self.config.import.max_metadata_bytes {
@@ -893,9 +913,9 @@ impl Service {
         }
         let gz = lightbox_dicom::gzip(&json);
         drop(json);
-        let key = metadata_blob_key(&job.datastore_id);
+        let key = metadata_blob_key(ds);
         self.catalog
-            .register_pending_blobs(&job.id, std::slice::from_ref(&key), self.clock.now())
+            .register_pending_blobs(owner, std::slice::from_ref(&key), self.clock.now())
             .await
             .map_err(internal)?;
         let size = gz.len() as u64;
@@ -903,14 +923,7 @@ impl Service {
             .put(&key, Bytes::from(gz))
             .await
             .map_err(internal)?;
-        Ok(ImageSetContent {
-            grouping: group.grouping.clone(),
-            // From the merged document: an image set's first instances set its tags.
-            tags: doc.search_tags(),
-            instance_count: doc.instance_count() as i64,
-            metadata_key: key,
-            metadata_size: size,
-        })
+        Ok((key, size))
     }
 
     async fn write_outputs(&self, job: &ImportJob, s: &ImportSummary) -> Result<(), JobFailure> {
@@ -994,12 +1007,12 @@ struct ImportSummary {
 
 /// A storage failure as a job / file message: the cause is logged, the message stays generic
 /// (causes carry endpoints and keys, which are not the client's business).
-fn internal(e: impl std::fmt::Display) -> String {
+pub(crate) fn internal(e: impl std::fmt::Display) -> String {
     tracing::error!(error = %e, "import storage failure");
     "An internal error occurred while storing the imported data".into()
 }
 
 /// Job and version messages are at most 2048 characters (the model's `Message`).
-fn truncate_message(m: &str) -> String {
+pub(crate) fn truncate_message(m: &str) -> String {
     m.chars().take(2000).collect()
 }

@@ -21,6 +21,7 @@ const KINDS: &[&str] = &[
     DATASTORE_ACTIVATE,
     DATASTORE_DELETE,
     crate::import_jobs::DICOM_IMPORT,
+    crate::changes::IMAGE_SET_CHANGE,
 ];
 
 /// Blob keys of a data store all start with this prefix.
@@ -65,6 +66,7 @@ impl Service {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = self.wake.notified() => {}
                 _ = shutdown.changed() => break,
             }
             loop {
@@ -130,6 +132,9 @@ impl Service {
     async fn execute(&self, job: &Job) -> Result<String, String> {
         if job.kind == crate::import_jobs::DICOM_IMPORT {
             return self.run_import_job(job).await;
+        }
+        if job.kind == crate::changes::IMAGE_SET_CHANGE {
+            return self.run_image_set_change(job).await;
         }
         let id = payload_datastore(job)?;
         let result = match job.kind.as_str() {

@@ -5,6 +5,7 @@
 //! already validated against the service model by the API layer; this layer enforces the rules
 //! the model cannot express (state machines, quotas, idempotency, existence).
 
+mod changes;
 mod clock;
 mod datastores;
 mod error;
@@ -15,6 +16,7 @@ mod jobs;
 mod tags;
 mod token;
 
+pub use changes::{CopyInput, CopyOutcome, MetadataUpdates, UpdateInput};
 pub use clock::{Clock, OffsetClock};
 pub use datastores::CreateDatastoreInput;
 pub use error::ServiceError;
@@ -57,6 +59,11 @@ pub struct ServiceConfig {
     pub worker_concurrency: usize,
     /// DICOM import limits and parallelism.
     pub import: ImportConfig,
+    /// UpdateImageSetMetadata: largest total size of the decoded update documents
+    /// (HealthImaging's payload quota, 10 KB).
+    pub max_update_payload_bytes: u64,
+    /// CopyImageSet: most image frames one copy may select.
+    pub max_copy_frames: usize,
 }
 
 /// DICOM import limits (HealthImaging's quotas by default) and parallelism.
@@ -124,6 +131,8 @@ impl Default for ServiceConfig {
             job_poll_interval: jobs::default_poll_interval(Duration::from_millis(500)),
             worker_concurrency: 4,
             import: ImportConfig::default(),
+            max_update_payload_bytes: 10 * 1024,
+            max_copy_frames: 1000,
         }
     }
 }
@@ -137,6 +146,8 @@ pub struct Service {
     tokens: token::TokenSealer,
     /// Where import jobs read inputs and write outputs (built-in or external S3).
     s3: Option<Arc<dyn lightbox_s3::S3Access>>,
+    /// Wakes this node's job workers when a request enqueued work.
+    wake: tokio::sync::Notify,
 }
 
 impl Service {
@@ -155,6 +166,7 @@ impl Service {
             clock,
             tokens,
             s3: None,
+            wake: tokio::sync::Notify::new(),
         })
     }
 

@@ -222,6 +222,66 @@ pub enum VersionCompletion {
     },
 }
 
+/// One image set an image set change locks (see `begin_image_set_change`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeLock {
+    pub id: ImageSetId,
+    /// Compare-and-set: the image set must be ACTIVE at this latest version.
+    pub expected_latest: i64,
+    /// The workflow status while LOCKED.
+    pub status: ImageSetWorkflowStatus,
+    /// A new version is started (Update, Copy destination), or the latest one is locked as it
+    /// is (Copy source, Delete).
+    pub new_version: bool,
+    /// Recorded as `overrides.forced` on the new version.
+    pub forced: bool,
+}
+
+/// An image set created LOCKED at version 1 by a change (a copy into a new image set), with what
+/// it will be found and grouped by (its document comes when the change finishes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLockedImageSet {
+    pub image_set: ImageSet,
+    pub tags: ImageSetDicomTags,
+    pub grouping: String,
+    pub instance_count: i64,
+}
+
+/// Input of `begin_image_set_change`: everything a change locks or creates, and its work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSetChange {
+    pub datastore_id: DatastoreId,
+    pub locks: Vec<ChangeLock>,
+    pub create: Option<NewLockedImageSet>,
+    /// Enqueued in the same transaction; its id is recorded as the new versions' job id.
+    pub job: NewJob,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BeginChangeOutcome {
+    /// Everything is locked: the image sets as they are now, in `locks` order, then the
+    /// created one.
+    Begun(Vec<ImageSet>),
+    NotFound(ImageSetId),
+    /// An image set is LOCKED, DELETED, or not at the expected version.
+    Conflict(ImageSet),
+    /// The image set to create is primary but its series already has a live primary one.
+    PrimaryExists,
+    DatastoreNotActive,
+}
+
+/// How `finish_image_set_change` ends a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEnd {
+    /// Versions started by the change and how each ends.
+    pub versions: Vec<(ImageSetId, i64, VersionCompletion)>,
+    /// Read-only locks released: `(image set, status while locked, status restored)`; an image
+    /// set no longer LOCKED with that status is left alone.
+    pub unlock: Vec<(ImageSetId, ImageSetWorkflowStatus, ImageSetWorkflowStatus)>,
+    pub now: Millis,
+}
+
 /// One version of an image set as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSetVersion {
@@ -484,6 +544,41 @@ pub trait Catalog: Send + Sync + 'static {
         completion: &VersionCompletion,
         now: Millis,
     ) -> Result<bool, StorageError>;
+
+    /// Starts a change in one transaction: every lock (compare-and-set on each image set's
+    /// latest version; LOCKED, DELETED or moved on is `Conflict`), the created image set (a
+    /// primary one only if its series has none), and the job that finishes the work.
+    async fn begin_image_set_change(
+        &self,
+        change: &ImageSetChange,
+    ) -> Result<BeginChangeOutcome, StorageError>;
+
+    /// Ends the versions of a change and releases its read-only locks in one transaction;
+    /// `false` (nothing applied) if a version is no longer the LOCKED latest one.
+    async fn finish_image_set_change(
+        &self,
+        datastore_id: &DatastoreId,
+        end: &ChangeEnd,
+    ) -> Result<bool, StorageError>;
+
+    /// DELETING -> DELETED (`deletedAt` now) in one transaction: the image set's frames and
+    /// documents stop being referenced, its tags go, and blobs no other image set refers to
+    /// become pending blobs of `owner` (for the caller to delete). `false` if the image set is
+    /// not LOCKED with DELETING.
+    async fn finish_delete_image_set(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        owner: &str,
+        now: Millis,
+    ) -> Result<bool, StorageError>;
+
+    /// The live primary image sets of a study.
+    async fn primary_image_sets_of_study(
+        &self,
+        datastore_id: &DatastoreId,
+        study_instance_uid: &str,
+    ) -> Result<Vec<ImageSet>, StorageError>;
 
     /// Versions of any image set written by `job_id`, oldest first.
     async fn image_set_versions_by_job(

@@ -14,10 +14,11 @@ pub mod testsuite;
 
 pub use blob::{BlobStore, ObjectBlobStore};
 pub use catalog::{
-    BeginVersionOutcome, Catalog, CreateDatastoreOutcome, CreateImageSetOutcome,
-    CreateImportJobOutcome, Cursor, DeleteDatastoreOutcome, FrameRecord, ImageSetContent,
-    ImageSetFilter, ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField,
-    ImageSetVersion, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page,
+    BeginChangeOutcome, BeginVersionOutcome, Catalog, ChangeEnd, ChangeLock,
+    CreateDatastoreOutcome, CreateImageSetOutcome, CreateImportJobOutcome, Cursor,
+    DeleteDatastoreOutcome, FrameRecord, ImageSetChange, ImageSetContent, ImageSetFilter,
+    ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField, ImageSetVersion, Job,
+    JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, NewLockedImageSet, Page,
     PrimaryImageSet, TagOutcome, VersionCompletion,
 };
 pub use error::StorageError;

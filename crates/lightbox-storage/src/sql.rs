@@ -17,11 +17,12 @@ use sqlx::{AnyPool, AssertSqlSafe, Row, SqlSafeStr};
 
 use crate::StorageError;
 use crate::catalog::{
-    BeginVersionOutcome, Catalog, CreateDatastoreOutcome, CreateImageSetOutcome,
-    CreateImportJobOutcome, Cursor, DeleteDatastoreOutcome, FrameRecord, ImageSetContent,
-    ImageSetFilter, ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField,
-    ImageSetVersion, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page,
-    PrimaryImageSet, TagOutcome, VersionCompletion,
+    BeginChangeOutcome, BeginVersionOutcome, Catalog, ChangeEnd, ChangeLock,
+    CreateDatastoreOutcome, CreateImageSetOutcome, CreateImportJobOutcome, Cursor,
+    DeleteDatastoreOutcome, FrameRecord, ImageSetChange, ImageSetContent, ImageSetFilter,
+    ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField, ImageSetVersion, Job,
+    JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page, PrimaryImageSet,
+    TagOutcome, VersionCompletion,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "reads",
         include_str!("../migrations/common/0004_reads.sql"),
     ),
+    (
+        5,
+        "changes",
+        include_str!("../migrations/common/0005_changes.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -73,6 +79,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "reads",
         include_str!("../migrations/common/0004_reads.sql"),
+    ),
+    (
+        5,
+        "changes",
+        include_str!("../migrations/common/0005_changes.sql"),
     ),
 ];
 
@@ -565,14 +576,31 @@ async fn insert_frames(
     Ok(())
 }
 
-/// Writes the found-by / grouped-by columns of an image set's latest version.
+/// Writes the found-by / grouped-by columns of an image set's latest version and takes its
+/// document out of the pending blobs.
 async fn write_content(
     tx: &mut sqlx::AnyConnection,
     ds: &DatastoreId,
     id: &ImageSetId,
     c: &ImageSetContent,
 ) -> Result<(), StorageError> {
-    let t = &c.tags;
+    write_found_by(tx, ds, id, &c.tags, &c.grouping, c.instance_count).await?;
+    sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
+        .bind(c.metadata_key.as_str())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes what an image set is found and grouped by.
+async fn write_found_by(
+    tx: &mut sqlx::AnyConnection,
+    ds: &DatastoreId,
+    id: &ImageSetId,
+    t: &ImageSetDicomTags,
+    grouping: &str,
+    instance_count: i64,
+) -> Result<(), StorageError> {
     sqlx::query(
         "UPDATE image_sets SET grouping = $1, patient_id = $2, patient_name = $3, \
          patient_birth_date = $4, patient_sex = $5, accession_number = $6, study_id = $7, \
@@ -581,7 +609,7 @@ async fn write_content(
          series_number = $15, instance_count = $16, study_date_time = $17 \
          WHERE datastore_id = $18 AND id = $19",
     )
-    .bind(c.grouping.as_str())
+    .bind(grouping)
     .bind(t.patient_id.clone())
     .bind(t.patient_name.clone())
     .bind(t.patient_birth_date.clone())
@@ -596,7 +624,7 @@ async fn write_content(
     .bind(t.series_modality.clone())
     .bind(t.series_body_part.clone())
     .bind(t.series_number)
-    .bind(c.instance_count)
+    .bind(instance_count)
     .bind(
         t.study_date
             .as_deref()
@@ -607,10 +635,6 @@ async fn write_content(
     .bind(id.as_str())
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
-        .bind(c.metadata_key.as_str())
-        .execute(&mut *tx)
-        .await?;
     Ok(())
 }
 
@@ -1022,7 +1046,8 @@ impl Catalog for SqlCatalog {
             ));
         }
         insert_image_set_row(&mut tx, s).await?;
-        self.insert_version(&mut tx, s, None, None, None).await?;
+        self.insert_version(&mut tx, s, None, None, None, false)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1388,7 +1413,7 @@ impl Catalog for SqlCatalog {
         }
         inserted?;
         write_content(&mut tx, &s.datastore_id, &s.id, c).await?;
-        self.insert_version(&mut tx, s, None, Some(&new.job_id), Some(c))
+        self.insert_version(&mut tx, s, None, Some(&new.job_id), Some(c), false)
             .await?;
         insert_frames(&mut tx, &s.datastore_id, &s.id, s.version, &new.frames).await?;
         tx.commit().await?;
@@ -1420,38 +1445,30 @@ impl Catalog for SqlCatalog {
         job_id: &str,
         now: Millis,
     ) -> Result<BeginVersionOutcome, StorageError> {
+        let lock = ChangeLock {
+            id: id.clone(),
+            expected_latest,
+            status,
+            new_version: true,
+            forced: false,
+        };
         let mut tx = self.begin_write().await?;
-        let Some(current) = self.lock_image_set(&mut tx, datastore_id, id).await? else {
-            tx.rollback().await?;
-            return Ok(BeginVersionOutcome::NotFound);
-        };
-        if current.state != ImageSetState::Active || current.version != expected_latest {
-            tx.rollback().await?;
-            return Ok(BeginVersionOutcome::Conflict(current));
+        match self
+            .lock_for_change(&mut tx, datastore_id, &lock, job_id, now)
+            .await?
+        {
+            Ok(next) => {
+                tx.commit().await?;
+                Ok(BeginVersionOutcome::Begun(next.version))
+            }
+            Err(outcome) => {
+                tx.rollback().await?;
+                Ok(match outcome {
+                    BeginChangeOutcome::Conflict(s) => BeginVersionOutcome::Conflict(s),
+                    _ => BeginVersionOutcome::NotFound,
+                })
+            }
         }
-        let next = ImageSet {
-            version: expected_latest + 1,
-            state: ImageSetState::Locked,
-            workflow_status: status,
-            updated_at: now,
-            ..current
-        };
-        sqlx::query(
-            "UPDATE image_sets SET version = $1, state = $2, workflow_status = $3, updated_at = $4 \
-             WHERE datastore_id = $5 AND id = $6",
-        )
-        .bind(next.version)
-        .bind(next.state.as_str())
-        .bind(next.workflow_status.as_str())
-        .bind(now.0)
-        .bind(datastore_id.as_str())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        self.insert_version(&mut tx, &next, Some(expected_latest), Some(job_id), None)
-            .await?;
-        tx.commit().await?;
-        Ok(BeginVersionOutcome::Begun(next.version))
     }
 
     async fn complete_image_set_version(
@@ -1463,73 +1480,202 @@ impl Catalog for SqlCatalog {
         now: Millis,
     ) -> Result<bool, StorageError> {
         let mut tx = self.begin_write().await?;
-        let current = self.lock_image_set(&mut tx, datastore_id, id).await?;
-        if !current.is_some_and(|c| c.version == version && c.state == ImageSetState::Locked) {
+        if !self
+            .complete_version_in(&mut tx, datastore_id, id, version, completion, now)
+            .await?
+        {
             tx.rollback().await?;
             return Ok(false);
         }
-        let (status, message) = match completion {
-            VersionCompletion::Succeeded {
-                status,
-                content,
-                added_frames,
-                removed_frame_ids,
-            } => {
-                write_content(&mut tx, datastore_id, id, content).await?;
-                sqlx::query(
-                    "UPDATE image_set_versions SET metadata_key = $1, metadata_size = $2 \
-                     WHERE datastore_id = $3 AND image_set_id = $4 AND version = $5",
-                )
-                .bind(content.metadata_key.as_str())
-                .bind(content.metadata_size as i64)
-                .bind(datastore_id.as_str())
-                .bind(id.as_str())
-                .bind(version)
-                .execute(&mut *tx)
-                .await?;
-                for f in removed_frame_ids {
-                    sqlx::query(
-                        "UPDATE image_frames SET until_version = $1 WHERE datastore_id = $2 \
-                         AND image_set_id = $3 AND frame_id = $4 AND until_version IS NULL",
-                    )
-                    .bind(version)
-                    .bind(datastore_id.as_str())
-                    .bind(id.as_str())
-                    .bind(f.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                insert_frames(&mut tx, datastore_id, id, version, added_frames).await?;
-                (*status, None)
-            }
-            VersionCompletion::Failed { status, message } => (*status, Some(message.as_str())),
-        };
-        sqlx::query(
-            "UPDATE image_set_versions SET state = $1, workflow_status = $2, message = $3, \
-             updated_at = $4 WHERE datastore_id = $5 AND image_set_id = $6 AND version = $7",
-        )
-        .bind(ImageSetState::Active.as_str())
-        .bind(status.as_str())
-        .bind(message)
-        .bind(now.0)
-        .bind(datastore_id.as_str())
-        .bind(id.as_str())
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE image_sets SET state = $1, workflow_status = $2, updated_at = $3, \
-             last_accessed_at = $3 WHERE datastore_id = $4 AND id = $5",
-        )
-        .bind(ImageSetState::Active.as_str())
-        .bind(status.as_str())
-        .bind(now.0)
-        .bind(datastore_id.as_str())
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn begin_image_set_change(
+        &self,
+        change: &ImageSetChange,
+    ) -> Result<BeginChangeOutcome, StorageError> {
+        let ds = &change.datastore_id;
+        let mut tx = self.begin_write().await?;
+        let d = self.lock_datastore(&mut tx, ds).await?;
+        if d.map(|d| d.status) != Some(DatastoreStatus::Active) {
+            tx.rollback().await?;
+            return Ok(BeginChangeOutcome::DatastoreNotActive);
+        }
+        let mut out = Vec::with_capacity(change.locks.len() + 1);
+        for lock in &change.locks {
+            match self
+                .lock_for_change(&mut tx, ds, lock, &change.job.id, change.now)
+                .await?
+            {
+                Ok(s) => out.push(s),
+                Err(outcome) => {
+                    tx.rollback().await?;
+                    return Ok(outcome);
+                }
+            }
+        }
+        if let Some(c) = &change.create {
+            let s = &c.image_set;
+            let (study, series) = (
+                c.tags.study_instance_uid.as_deref().unwrap_or(""),
+                c.tags.series_instance_uid.as_deref().unwrap_or(""),
+            );
+            if s.is_primary && self.primary_of(&mut tx, ds, study, series).await?.is_some() {
+                tx.rollback().await?;
+                return Ok(BeginChangeOutcome::PrimaryExists);
+            }
+            let inserted = insert_image_set_row(&mut tx, s).await;
+            if let Err(e) = &inserted
+                && is_unique_violation(e)
+                && s.is_primary
+            {
+                tx.rollback().await?;
+                return Ok(BeginChangeOutcome::PrimaryExists);
+            }
+            inserted?;
+            write_found_by(&mut tx, ds, &s.id, &c.tags, &c.grouping, c.instance_count).await?;
+            self.insert_version(&mut tx, s, None, Some(&change.job.id), None, false)
+                .await?;
+            out.push(s.clone());
+        }
+        insert_job(&mut tx, &change.job, change.now).await?;
+        tx.commit().await?;
+        Ok(BeginChangeOutcome::Begun(out))
+    }
+
+    async fn finish_image_set_change(
+        &self,
+        datastore_id: &DatastoreId,
+        end: &ChangeEnd,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.begin_write().await?;
+        for (id, version, completion) in &end.versions {
+            if !self
+                .complete_version_in(&mut tx, datastore_id, id, *version, completion, end.now)
+                .await?
+            {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        for (id, locked, restored) in &end.unlock {
+            let Some(current) = self.lock_image_set(&mut tx, datastore_id, id).await? else {
+                continue;
+            };
+            if current.state != ImageSetState::Locked || current.workflow_status != *locked {
+                continue;
+            }
+            let next = ImageSet {
+                state: ImageSetState::Active,
+                workflow_status: *restored,
+                ..current
+            };
+            self.set_latest_state(&mut tx, &next).await?;
+            sqlx::query(
+                "UPDATE image_sets SET last_accessed_at = $1 WHERE datastore_id = $2 AND id = $3",
+            )
+            .bind(end.now.0)
+            .bind(datastore_id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_delete_image_set(
+        &self,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        owner: &str,
+        now: Millis,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let current = self.lock_image_set(&mut tx, datastore_id, id).await?;
+        let Some(current) = current.filter(|c| {
+            c.state == ImageSetState::Locked
+                && c.workflow_status == ImageSetWorkflowStatus::Deleting
+        }) else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let next = ImageSet {
+            state: ImageSetState::Deleted,
+            workflow_status: ImageSetWorkflowStatus::Deleted,
+            updated_at: now,
+            deleted_at: Some(now),
+            ..current
+        };
+        self.set_latest_state(&mut tx, &next).await?;
+        // Blobs only this image set refers to become pending: the caller deletes them.
+        sqlx::query(
+            "INSERT INTO pending_blobs (blob_key, owner, created_at) \
+             SELECT DISTINCT f.blob_key, $3, $4 FROM image_frames f \
+             WHERE f.datastore_id = $1 AND f.image_set_id = $2 AND NOT EXISTS ( \
+               SELECT 1 FROM image_frames o WHERE o.blob_key = f.blob_key \
+               AND NOT (o.datastore_id = $1 AND o.image_set_id = $2)) \
+             ON CONFLICT (blob_key) DO NOTHING",
+        )
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO pending_blobs (blob_key, owner, created_at) \
+             SELECT DISTINCT v.metadata_key, $3, $4 FROM image_set_versions v \
+             WHERE v.datastore_id = $1 AND v.image_set_id = $2 AND v.metadata_key IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM image_set_versions o \
+               WHERE o.metadata_key = v.metadata_key \
+               AND NOT (o.datastore_id = $1 AND o.image_set_id = $2)) \
+             ON CONFLICT (blob_key) DO NOTHING",
+        )
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM image_frames WHERE datastore_id = $1 AND image_set_id = $2")
+            .bind(datastore_id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE image_set_versions SET metadata_key = NULL, metadata_size = NULL \
+             WHERE datastore_id = $1 AND image_set_id = $2",
+        )
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let resource = ResourceRef::ImageSet(datastore_id.clone(), id.clone()).path();
+        sqlx::query("DELETE FROM tags WHERE resource = $1")
+            .bind(resource.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn primary_image_sets_of_study(
+        &self,
+        datastore_id: &DatastoreId,
+        study_instance_uid: &str,
+    ) -> Result<Vec<ImageSet>, StorageError> {
+        let rows = sqlx::query(Self::sql(format!(
+            "SELECT {IMAGE_SET_COLUMNS} FROM image_sets WHERE datastore_id = $1 \
+             AND study_instance_uid = $2 AND is_primary = 1 AND state <> $3 ORDER BY id"
+        )))
+        .bind(datastore_id.as_str())
+        .bind(study_instance_uid)
+        .bind(ImageSetState::Deleted.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(image_set_from_row).collect()
     }
 
     async fn image_set_versions_by_job(
@@ -1843,6 +1989,175 @@ impl SqlCatalog {
         Ok(())
     }
 
+    /// Applies one lock of a change inside an open write transaction: `Ok` with the image set
+    /// as it is now, or `Err` with the outcome that aborts the change.
+    async fn lock_for_change(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        ds: &DatastoreId,
+        lock: &ChangeLock,
+        job_id: &str,
+        now: Millis,
+    ) -> Result<Result<ImageSet, BeginChangeOutcome>, StorageError> {
+        let Some(current) = self.lock_image_set(&mut *tx, ds, &lock.id).await? else {
+            return Ok(Err(BeginChangeOutcome::NotFound(lock.id.clone())));
+        };
+        if current.state != ImageSetState::Active || current.version != lock.expected_latest {
+            return Ok(Err(BeginChangeOutcome::Conflict(current)));
+        }
+        if !lock.new_version {
+            let next = ImageSet {
+                state: ImageSetState::Locked,
+                workflow_status: lock.status,
+                ..current
+            };
+            self.set_latest_state(&mut *tx, &next).await?;
+            return Ok(Ok(next));
+        }
+        let next = ImageSet {
+            version: lock.expected_latest + 1,
+            state: ImageSetState::Locked,
+            workflow_status: lock.status,
+            updated_at: now,
+            ..current
+        };
+        sqlx::query(
+            "UPDATE image_sets SET version = $1, state = $2, workflow_status = $3, updated_at = $4 \
+             WHERE datastore_id = $5 AND id = $6",
+        )
+        .bind(next.version)
+        .bind(next.state.as_str())
+        .bind(next.workflow_status.as_str())
+        .bind(now.0)
+        .bind(ds.as_str())
+        .bind(lock.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        self.insert_version(
+            &mut *tx,
+            &next,
+            Some(lock.expected_latest),
+            Some(job_id),
+            None,
+            lock.forced,
+        )
+        .await?;
+        Ok(Ok(next))
+    }
+
+    /// Ends version `version` of an image set inside an open write transaction; `false` (and
+    /// nothing written) unless it is the LOCKED latest version.
+    async fn complete_version_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        datastore_id: &DatastoreId,
+        id: &ImageSetId,
+        version: i64,
+        completion: &VersionCompletion,
+        now: Millis,
+    ) -> Result<bool, StorageError> {
+        let current = self.lock_image_set(&mut *tx, datastore_id, id).await?;
+        if !current.is_some_and(|c| c.version == version && c.state == ImageSetState::Locked) {
+            return Ok(false);
+        }
+        let (status, message) = match completion {
+            VersionCompletion::Succeeded {
+                status,
+                content,
+                added_frames,
+                removed_frame_ids,
+            } => {
+                write_content(&mut *tx, datastore_id, id, content).await?;
+                sqlx::query(
+                    "UPDATE image_set_versions SET metadata_key = $1, metadata_size = $2 \
+                     WHERE datastore_id = $3 AND image_set_id = $4 AND version = $5",
+                )
+                .bind(content.metadata_key.as_str())
+                .bind(content.metadata_size as i64)
+                .bind(datastore_id.as_str())
+                .bind(id.as_str())
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+                for f in removed_frame_ids {
+                    sqlx::query(
+                        "UPDATE image_frames SET until_version = $1 WHERE datastore_id = $2 \
+                         AND image_set_id = $3 AND frame_id = $4 AND until_version IS NULL",
+                    )
+                    .bind(version)
+                    .bind(datastore_id.as_str())
+                    .bind(id.as_str())
+                    .bind(f.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                insert_frames(&mut *tx, datastore_id, id, version, added_frames).await?;
+                (*status, None)
+            }
+            VersionCompletion::Failed { status, message } => (*status, Some(message.as_str())),
+        };
+        sqlx::query(
+            "UPDATE image_set_versions SET state = $1, workflow_status = $2, message = $3, \
+             updated_at = $4 WHERE datastore_id = $5 AND image_set_id = $6 AND version = $7",
+        )
+        .bind(ImageSetState::Active.as_str())
+        .bind(status.as_str())
+        .bind(message)
+        .bind(now.0)
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE image_sets SET state = $1, workflow_status = $2, updated_at = $3, \
+             last_accessed_at = $3 WHERE datastore_id = $4 AND id = $5",
+        )
+        .bind(ImageSetState::Active.as_str())
+        .bind(status.as_str())
+        .bind(now.0)
+        .bind(datastore_id.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        Ok(true)
+    }
+
+    /// Sets the state and workflow status of an image set and of its latest version record
+    /// (which mirrors it), inside an open write transaction.
+    async fn set_latest_state(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        s: &ImageSet,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE image_sets SET state = $1, workflow_status = $2, updated_at = $3, \
+             deleted_at = $4 WHERE datastore_id = $5 AND id = $6",
+        )
+        .bind(s.state.as_str())
+        .bind(s.workflow_status.as_str())
+        .bind(s.updated_at.0)
+        .bind(s.deleted_at.map(|m| m.0))
+        .bind(s.datastore_id.as_str())
+        .bind(s.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE image_set_versions SET state = $1, workflow_status = $2, updated_at = $3, \
+             deleted_at = $4 WHERE datastore_id = $5 AND image_set_id = $6 AND version = $7",
+        )
+        .bind(s.state.as_str())
+        .bind(s.workflow_status.as_str())
+        .bind(s.updated_at.0)
+        .bind(s.deleted_at.map(|m| m.0))
+        .bind(s.datastore_id.as_str())
+        .bind(s.id.as_str())
+        .bind(s.version)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
     /// Reads an image set's latest-version record inside an open write transaction, locking its
     /// row where the dialect has row locks.
     async fn lock_image_set(
@@ -1912,6 +2227,7 @@ impl SqlCatalog {
         previous: Option<i64>,
         job_id: Option<&str>,
         content: Option<&ImageSetContent>,
+        forced: bool,
     ) -> Result<(), StorageError> {
         let (key, size) = match (content, previous) {
             (Some(c), _) => (Some(c.metadata_key.clone()), Some(c.metadata_size as i64)),
@@ -1936,7 +2252,7 @@ impl SqlCatalog {
             "INSERT INTO image_set_versions (datastore_id, image_set_id, version, state, \
              workflow_status, is_primary, message, forced, metadata_key, metadata_size, job_id, \
              created_at, updated_at, deleted_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, 0, $7, $8, $9, $10, $10, $11)",
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $12, $7, $8, $9, $10, $10, $11)",
         )
         .bind(s.datastore_id.as_str())
         .bind(s.id.as_str())
@@ -1949,6 +2265,7 @@ impl SqlCatalog {
         .bind(job_id)
         .bind(s.updated_at.0)
         .bind(s.deleted_at.map(|m| m.0))
+        .bind(i64::from(forced))
         .execute(&mut *tx)
         .await?;
         Ok(())

@@ -1,9 +1,10 @@
 //! The operation table: every one of the model's 18 operations, each mapped once to its handler.
-//! Handlers take the validated input and return the response body; operations that later
-//! releases implement answer NotImplemented (after authentication and validation).
+//! Handlers take the validated input and return the response body.
 
+mod copy_image_set;
 mod create_datastore;
 mod delete_datastore;
+mod delete_image_set;
 mod get_datastore;
 mod get_dicom_import_job;
 mod get_image_frame;
@@ -18,12 +19,13 @@ mod shapes;
 mod start_dicom_import_job;
 mod tag_resource;
 mod untag_resource;
+mod update_image_set_metadata;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use lightbox_service::{Service, ServiceError};
+use lightbox_service::Service;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -51,10 +53,6 @@ macro_rules! handler {
     };
 }
 
-fn not_yet(name: &'static str) -> HandlerFuture {
-    Box::pin(async move { Err(ServiceError::NotImplemented(name).into()) })
-}
-
 /// The handler of `operation` (a model operation name).
 pub fn handler(operation: &str) -> Handler {
     match operation {
@@ -73,9 +71,9 @@ pub fn handler(operation: &str) -> Handler {
         "GetImageSetMetadata" => handler!(get_image_set_metadata),
         "GetImageFrame" => handler!(get_image_frame),
         "ListImageSetVersions" => handler!(list_image_set_versions),
-        "UpdateImageSetMetadata" => |_, _| not_yet("UpdateImageSetMetadata"),
-        "CopyImageSet" => |_, _| not_yet("CopyImageSet"),
-        "DeleteImageSet" => |_, _| not_yet("DeleteImageSet"),
+        "UpdateImageSetMetadata" => handler!(update_image_set_metadata),
+        "CopyImageSet" => handler!(copy_image_set),
+        "DeleteImageSet" => handler!(delete_image_set),
         other => unreachable!("operation {other} is in the route table but has no handler"),
     }
 }

@@ -121,3 +121,8 @@ pub fn import_job_properties(j: &ImportJob) -> Value {
     }
     v
 }
+
+/// A boolean query member (`force`, `promoteToPrimary`...): false when absent.
+pub fn flag(input: &crate::input::Input, name: &str) -> bool {
+    input.0.get(name).and_then(Value::as_bool).unwrap_or(false)
+}

@@ -1,0 +1,1443 @@
+//! Image set changes applied to a [`MetadataDocument`]: UpdateImageSetMetadata's
+//! `DICOMUpdates` (updatable / removable attribute documents) and CopyImageSet's
+//! `copiableAttributes` selection and merge, as pure functions (contract: docs/compatibility.md,
+//! "Image set changes"; notes §8, §9).
+//!
+//! Every rejection is a [`ChangeError`] whose message names the rule, the member
+//! (`updatableAttributes`, `removableAttributes`, `copiableAttributes`) and the attribute keyword,
+//! hex tag or member path (`Study.Series.<series>.Instances.<instance>`), never a value or UID.
+//!
+//! Values are checked in two tiers. Always: the JSON shape the document uses for the VR (text and
+//! binary VRs take strings, numeric VRs numbers within range, SQ a list of objects; `null` is the
+//! empty value). Without `force` only: the VR's syntax and length (DA, TM, DT, UI, CS, AS, IS, DS,
+//! AE, SH, LO, PN, ...), and one value at most. New UIDs (the identifiers that rename series and
+//! instances, and StudyInstanceUID) must be valid UIDs even with `force`. Stored values follow the
+//! import's encoding: trailing spaces are removed except for IS and DS, an empty string is `null`,
+//! attributes the dictionary marks multi-valued are lists even with one value.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::str::FromStr;
+
+use base64::Engine as _;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+use serde_json::{Map, Value};
+
+use crate::levels::{Level, level_of};
+use crate::{GroupingKey, MetadataDocument, is_multi_valued, tag_of_key};
+
+const UPDATABLE: &str = "updatableAttributes";
+const REMOVABLE: &str = "removableAttributes";
+const COPIABLE: &str = "copiableAttributes";
+
+/// CopyImageSet's failure message when the destination's series do not match the source's.
+pub const SERIES_MISMATCH: &str =
+    "INVALID_REQUEST: Series of SourceImageSet and DestinationImageSet don't match.";
+/// CopyImageSet's failure message when a copied SOP Instance UID is already in the destination.
+pub const DUPLICATE_SOP_INSTANCE: &str =
+    "INVALID_REQUEST: SOP Instance UIDs must be unique within the destination image set.";
+
+/// Members and attributes HealthImaging generates; never changed by an update.
+const GENERATED: &[&str] = &[
+    "SchemaVersion",
+    "DatastoreID",
+    "ImageSetID",
+    "PixelData",
+    "Checksum",
+    "Width",
+    "Height",
+    "MinPixelValue",
+    "MaxPixelValue",
+    "FrameSizeInBytes",
+    "ImageFrames",
+    "StoredTransferSyntaxUID",
+    "ChecksumType",
+    "PixelDataChecksumFromBaseToFullResolution",
+    "FloatPixelData",
+    "DoubleFloatPixelData",
+];
+
+/// A rejected change: a ValidationException message naming the rule and the attribute keyword
+/// or member (never a value or a UID). For copies, `message` is the version's failure message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeError(pub String);
+
+impl std::fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ChangeError {}
+
+fn fail<T>(message: impl Into<String>) -> Result<T, ChangeError> {
+    Err(ChangeError(message.into()))
+}
+
+/// Options of one UpdateImageSetMetadata call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpdateOptions {
+    /// The request's `force=true`.
+    pub force: bool,
+    /// The image set is a primary image set.
+    pub is_primary: bool,
+}
+
+/// The instances a CopyImageSet selects (`copiableAttributes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopySelection {
+    /// SeriesInstanceUID → `None` (the whole series) or `Some` (these SOP Instance UIDs).
+    pub series: BTreeMap<String, Option<BTreeSet<String>>>,
+}
+
+impl CopySelection {
+    /// `(SeriesInstanceUID, None = whole series / Some(SOP Instance UIDs))`.
+    pub fn series(&self) -> impl Iterator<Item = (&str, Option<&BTreeSet<String>>)> {
+        self.series.iter().map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+/// Parses an updatableAttributes / removableAttributes document (already base64-decoded bytes):
+/// JSON object, SchemaVersion 1.1 as number or string (required), only known members.
+/// `member` is "updatableAttributes" or "removableAttributes" and is named in errors.
+pub fn parse_change_document(
+    bytes: &[u8],
+    member: &str,
+) -> Result<Map<String, Value>, ChangeError> {
+    let value: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(_) => return fail(format!("{member} is not valid JSON")),
+    };
+    let Value::Object(doc) = value else {
+        return fail(format!("{member} must be a JSON object"));
+    };
+    check_change_structure(&doc, member)?;
+    Ok(doc)
+}
+
+/// Parses copiableAttributes (a raw JSON string):
+/// `{"SchemaVersion":..,"Study":{"Series":{uid:{"Instances":{sop:{}}}}}}`. A series given as `{}`,
+/// without `Instances` or with an empty `Instances` object selects the whole series.
+pub fn parse_copy_selection(text: &str) -> Result<CopySelection, ChangeError> {
+    let m = COPIABLE;
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => return fail(format!("{m} is not valid JSON")),
+    };
+    let Value::Object(doc) = value else {
+        return fail(format!("{m} must be a JSON object"));
+    };
+    check_schema_version(&doc, m)?;
+    only(&doc, &["SchemaVersion", "Study"], m, "")?;
+    let mut selection = CopySelection::default();
+    if let Some(study) = doc.get("Study") {
+        let study = object(study, m, "Study")?;
+        only(study, &["Series"], m, "Study")?;
+        if let Some(series) = study.get("Series") {
+            let series = object(series, m, "Study.Series")?;
+            for (uid, node) in series {
+                let node = object(node, m, "Study.Series.<series>")?;
+                only(node, &["Instances"], m, "Study.Series.<series>")?;
+                let mut sops = BTreeSet::new();
+                if let Some(instances) = node.get("Instances") {
+                    let instances = object(instances, m, "Study.Series.<series>.Instances")?;
+                    for (sop, inode) in instances {
+                        let path = "Study.Series.<series>.Instances.<instance>";
+                        let inode = object(inode, m, path)?;
+                        only(inode, &[], m, path)?;
+                        sops.insert(sop.clone());
+                    }
+                }
+                selection
+                    .series
+                    .insert(uid.clone(), (!sops.is_empty()).then_some(sops));
+            }
+        }
+    }
+    if selection.series.is_empty() {
+        return fail(format!(
+            "{m} selects no series (Study.Series is missing or empty)"
+        ));
+    }
+    Ok(selection)
+}
+
+fn check_schema_version(doc: &Map<String, Value>, member: &str) -> Result<(), ChangeError> {
+    match doc.get("SchemaVersion") {
+        None => fail(format!("{member}: SchemaVersion is required")),
+        Some(Value::Number(n)) if n.as_f64() == Some(1.1) => Ok(()),
+        Some(Value::String(s)) if s.trim() == "1.1" => Ok(()),
+        Some(_) => fail(format!("{member}: SchemaVersion must be 1.1")),
+    }
+}
+
+/// A key as it may appear in a message: keywords and hex tags as they are, anything else (which
+/// could be a value or a UID) as a placeholder.
+fn shown(key: &str) -> &str {
+    let word = !key.is_empty()
+        && key.len() <= 64
+        && key.starts_with(|c: char| c.is_ascii_alphabetic())
+        && key.chars().all(|c| c.is_ascii_alphanumeric());
+    if word || is_hex8(key) { key } else { "<key>" }
+}
+
+fn is_hex8(key: &str) -> bool {
+    key.len() == 8 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Rejects members other than `allowed`.
+fn only(
+    node: &Map<String, Value>,
+    allowed: &[&str],
+    member: &str,
+    path: &str,
+) -> Result<(), ChangeError> {
+    for key in node.keys() {
+        if allowed.contains(&key.as_str()) {
+            continue;
+        }
+        if GENERATED.contains(&key.as_str()) {
+            return fail(format!(
+                "{member}: {} is generated by HealthImaging and cannot be changed",
+                join(path, key)
+            ));
+        }
+        return fail(format!(
+            "{member}: unknown member {}",
+            join(path, shown(key))
+        ));
+    }
+    Ok(())
+}
+
+fn object<'a>(
+    value: &'a Value,
+    member: &str,
+    path: &str,
+) -> Result<&'a Map<String, Value>, ChangeError> {
+    value
+        .as_object()
+        .ok_or_else(|| ChangeError(format!("{member}: {path} must be a JSON object")))
+}
+
+/// The member structure of an updatable / removable document.
+fn check_change_structure(doc: &Map<String, Value>, member: &str) -> Result<(), ChangeError> {
+    check_schema_version(doc, member)?;
+    only(doc, &["SchemaVersion", "Patient", "Study"], member, "")?;
+    let dicom = |node: &Map<String, Value>, path: &str| -> Result<(), ChangeError> {
+        if let Some(d) = node.get("DICOM") {
+            object(d, member, &join(path, "DICOM"))?;
+        }
+        Ok(())
+    };
+    if let Some(patient) = doc.get("Patient") {
+        let patient = object(patient, member, "Patient")?;
+        only(patient, &["DICOM"], member, "Patient")?;
+        dicom(patient, "Patient")?;
+    }
+    if let Some(study) = doc.get("Study") {
+        let study = object(study, member, "Study")?;
+        only(study, &["DICOM", "Series"], member, "Study")?;
+        dicom(study, "Study")?;
+        if let Some(series) = study.get("Series") {
+            for node in object(series, member, "Study.Series")?.values() {
+                let path = "Study.Series.<series>";
+                let node = object(node, member, path)?;
+                only(node, &["DICOM", "Instances"], member, path)?;
+                dicom(node, path)?;
+                if let Some(instances) = node.get("Instances") {
+                    let ipath = "Study.Series.<series>.Instances";
+                    for inode in object(instances, member, ipath)?.values() {
+                        let path = "Study.Series.<series>.Instances.<instance>";
+                        let inode = object(inode, member, path)?;
+                        only(inode, &["DICOM", "DICOMVRs"], member, path)?;
+                        dicom(inode, path)?;
+                        if let Some(vrs) = inode.get("DICOMVRs") {
+                            let vpath = format!("{path}.DICOMVRs");
+                            for (key, vr) in object(vrs, member, &vpath)? {
+                                let ok = vr.as_str().is_some_and(|s| VR::from_str(s).is_ok());
+                                if !is_hex8(key) || !ok {
+                                    return fail(format!(
+                                        "{member}: {vpath} entry {} must map an 8-hex-digit tag to a VR",
+                                        shown(key)
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attributes
+
+/// What a key of a change document stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A dictionary attribute with its dictionary VR.
+    Standard(VirtualVr),
+    /// An odd-group element.
+    Private,
+    /// An even-group tag the dictionary does not know (or a group length).
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+struct Attr {
+    /// The key in the document map.
+    key: String,
+    tag: Tag,
+    kind: Kind,
+}
+
+impl Attr {
+    fn tag32(&self) -> u32 {
+        (u32::from(self.tag.0) << 16) | u32::from(self.tag.1)
+    }
+
+    fn is_hex(&self) -> bool {
+        !matches!(self.kind, Kind::Standard(_))
+    }
+
+    fn is_sequence(&self) -> bool {
+        self.kind == Kind::Standard(VirtualVr::Exact(VR::SQ))
+    }
+}
+
+/// The expected value representation of an attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    Vr(VR),
+    /// US or SS (pixel-representation dependent).
+    Xs,
+    /// US or OW (LUT data).
+    Lt,
+}
+
+impl Expect {
+    fn name(self) -> String {
+        match self {
+            Expect::Vr(vr) => vr.to_string().to_owned(),
+            Expect::Xs => "US or SS".into(),
+            Expect::Lt => "US or OW".into(),
+        }
+    }
+}
+
+fn expect_of(vr: VirtualVr) -> Expect {
+    match vr {
+        VirtualVr::Exact(vr) => Expect::Vr(vr),
+        VirtualVr::Xs => Expect::Xs,
+        VirtualVr::Lt => Expect::Lt,
+        _ => Expect::Vr(VR::OW),
+    }
+}
+
+/// Resolves a key of a `DICOM` map against the map it changes (`existing`).
+fn resolve(
+    key: &str,
+    existing: &Map<String, Value>,
+    member: &str,
+    path: &str,
+) -> Result<Attr, ChangeError> {
+    let generated = |name: &str| {
+        fail(format!(
+            "{member}: {name} ({path}) is generated by HealthImaging and cannot be changed"
+        ))
+    };
+    if GENERATED.contains(&key) {
+        return generated(key);
+    }
+    if is_hex8(key) {
+        let key = key.to_ascii_uppercase();
+        let v = u32::from_str_radix(&key, 16).expect("8 hex digits");
+        let tag = Tag((v >> 16) as u16, v as u16);
+        if tag.0 % 2 == 1 {
+            return Ok(Attr {
+                key,
+                tag,
+                kind: Kind::Private,
+            });
+        }
+        let entry = StandardDataDictionary
+            .by_tag(tag)
+            .filter(|e| !e.alias().is_empty() && (tag.1 != 0 || tag.0 == 0x0002));
+        return match entry {
+            Some(e) => {
+                if GENERATED.contains(&e.alias()) {
+                    return generated(e.alias());
+                }
+                // A standard tag: keyword key unless the document holds it under its hex key
+                // (a repeating-group duplicate).
+                let key = if existing.contains_key(&key) {
+                    key
+                } else {
+                    e.alias().to_string()
+                };
+                Ok(Attr {
+                    key,
+                    tag,
+                    kind: Kind::Standard(e.vr()),
+                })
+            }
+            None => Ok(Attr {
+                key,
+                tag,
+                kind: Kind::Unknown,
+            }),
+        };
+    }
+    match StandardDataDictionary.by_name(key) {
+        Some(e) => Ok(Attr {
+            key: key.to_string(),
+            tag: e.tag(),
+            kind: Kind::Standard(e.vr()),
+        }),
+        None => fail(format!(
+            "{member}: unknown attribute {} in {path}: keys are DICOM keywords or 8-hex-digit tags",
+            shown(key)
+        )),
+    }
+}
+
+/// Which identifier an attribute is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ident {
+    Study,
+    Series,
+    Sop,
+}
+
+fn ident_of(tag: Tag) -> Option<Ident> {
+    match (tag.0, tag.1) {
+        (0x0020, 0x000D) => Some(Ident::Study),
+        (0x0020, 0x000E) => Some(Ident::Series),
+        (0x0008, 0x0018) => Some(Ident::Sop),
+        _ => None,
+    }
+}
+
+const STUDY_ID: Tag = Tag(0x0020, 0x0010);
+
+/// Where a `DICOM` map of a change document sits.
+struct Place<'a> {
+    member: &'a str,
+    level: Level,
+    path: &'a str,
+    opts: UpdateOptions,
+}
+
+/// The checks shared by updates and removals (everything but the value).
+fn check_attribute(attr: &Attr, place: &Place<'_>, removing: bool) -> Result<(), ChangeError> {
+    let Place {
+        member,
+        level,
+        path,
+        opts,
+    } = *place;
+    let name = attr.key.as_str();
+    if attr.is_hex() {
+        let what = if attr.kind == Kind::Private {
+            "private element"
+        } else {
+            "attribute unknown to the DICOM dictionary"
+        };
+        if level != Level::Instance {
+            return fail(format!(
+                "{member}: {what} {name} can only be changed at the instance level, not in {path}"
+            ));
+        }
+        if !opts.force {
+            return fail(format!("{member}: changing {what} {name} requires force"));
+        }
+        return Ok(());
+    }
+    let own = level_of(attr.tag32());
+    if own != level {
+        return fail(format!(
+            "{member}: {name} is a {own:?}-level attribute and cannot be given at the {level:?} level ({path})"
+        ));
+    }
+    if opts.is_primary && matches!(level, Level::Patient | Level::Series) {
+        return fail(format!(
+            "{member}: {level:?}-level attributes of a primary image set cannot be updated or removed ({name})"
+        ));
+    }
+    if ident_of(attr.tag).is_some() {
+        if removing {
+            return fail(format!("{member}: {name} cannot be removed"));
+        }
+        if !opts.force {
+            return fail(format!("{member}: changing {name} requires force"));
+        }
+        if opts.is_primary {
+            return fail(format!(
+                "{member}: {name} of a primary image set cannot change, even with force"
+            ));
+        }
+    }
+    if attr.tag == STUDY_ID && !opts.force {
+        return fail(format!("{member}: changing {name} requires force"));
+    }
+    if attr.is_sequence() && !opts.force {
+        return fail(format!(
+            "{member}: changing sequence (SQ) attribute {name} requires force"
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+
+fn is_text_vr(vr: VR) -> bool {
+    use VR::*;
+    matches!(
+        vr,
+        AE | AS | AT | CS | DA | DS | DT | IS | LO | LT | PN | SH | ST | TM | UC | UI | UR | UT
+    )
+}
+
+fn is_binary_vr(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::OB | VR::OD | VR::OF | VR::OL | VR::OV | VR::OW | VR::UN
+    )
+}
+
+/// Checks and normalizes an update's value for `attr` with the expected VR.
+fn check_value(
+    attr: &Attr,
+    expect: Expect,
+    value: &Value,
+    force: bool,
+    member: &str,
+) -> Result<Value, ChangeError> {
+    let name = attr.key.as_str();
+    if expect == Expect::Vr(VR::SQ) {
+        return match value {
+            Value::Null => Ok(Value::Null),
+            Value::Array(items) if items.iter().all(Value::is_object) => Ok(value.clone()),
+            _ => fail(format!(
+                "{member}: the value of {name} must be a list of sequence items (VR SQ)"
+            )),
+        };
+    }
+    let items: Vec<&Value> = match value {
+        Value::Array(a) => a.iter().collect(),
+        v => vec![v],
+    };
+    if items.len() > 1 && !force {
+        return fail(format!(
+            "{member}: {name} is given several values; multi-valued updates require force"
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(check_item(name, expect, item, force, member)?);
+    }
+    let multi = matches!(attr.kind, Kind::Standard(_)) && is_multi_valued(attr.tag);
+    Ok(match out.len() {
+        0 => Value::Null,
+        1 => {
+            let v = out.pop().expect("one value");
+            if v.is_null() || !multi {
+                v
+            } else {
+                Value::Array(vec![v])
+            }
+        }
+        _ => Value::Array(out),
+    })
+}
+
+/// One value (not a list).
+fn check_item(
+    name: &str,
+    expect: Expect,
+    item: &Value,
+    force: bool,
+    member: &str,
+) -> Result<Value, ChangeError> {
+    if item.is_null() {
+        return Ok(Value::Null);
+    }
+    let vr_name = expect.name();
+    let shape = |why: &str| {
+        fail(format!(
+            "{member}: the value of {name} does not fit its VR {vr_name} ({why})"
+        ))
+    };
+    let syntax = |why: &str| {
+        fail(format!(
+            "{member}: the value of {name} does not fit its VR {vr_name} ({why}); changing it requires force"
+        ))
+    };
+    let vr = match expect {
+        Expect::Xs => VR::SS,
+        Expect::Lt => {
+            if item.is_string() {
+                VR::OW
+            } else {
+                VR::US
+            }
+        }
+        Expect::Vr(vr) => vr,
+    };
+    if is_text_vr(vr) {
+        let Some(s) = item.as_str() else {
+            return shape("a JSON string is required");
+        };
+        let s = s.trim_end_matches('\0');
+        if !force && let Err(why) = text_syntax(vr, s) {
+            return syntax(why);
+        }
+        let s = if matches!(vr, VR::IS | VR::DS) {
+            s
+        } else {
+            s.trim_end_matches([' ', '\0'])
+        };
+        return Ok(if s.is_empty() {
+            Value::Null
+        } else {
+            Value::String(s.to_string())
+        });
+    }
+    if is_binary_vr(vr) {
+        let Some(s) = item.as_str() else {
+            return shape("a base64 JSON string is required");
+        };
+        if !force && base64::engine::general_purpose::STANDARD.decode(s).is_err() {
+            return syntax("not valid base64");
+        }
+        return Ok(item.clone());
+    }
+    let Value::Number(n) = item else {
+        return shape("a JSON number is required");
+    };
+    let int_in = |lo: i64, hi: u64| match (n.as_i64(), n.as_u64()) {
+        (_, Some(u)) => u <= hi,
+        (Some(i), None) => i >= lo,
+        _ => false,
+    };
+    let ok = match (expect, vr) {
+        (Expect::Xs, _) => int_in(i16::MIN.into(), u16::MAX.into()),
+        (_, VR::US) => int_in(0, u16::MAX.into()),
+        (_, VR::SS) => int_in(i16::MIN.into(), i16::MAX as u64),
+        (_, VR::UL) => int_in(0, u32::MAX.into()),
+        (_, VR::SL) => int_in(i32::MIN.into(), i32::MAX as u64),
+        (_, VR::UV) => n.as_u64().is_some(),
+        (_, VR::SV) => n.as_i64().is_some(),
+        (_, VR::FL) => n
+            .as_f64()
+            .is_some_and(|f| f.is_finite() && f.abs() <= f64::from(f32::MAX)),
+        (_, VR::FD) => n.as_f64().is_some_and(f64::is_finite),
+        _ => false,
+    };
+    if !ok {
+        return shape("number out of range for the VR");
+    }
+    Ok(item.clone())
+}
+
+fn no_control(s: &str, text: bool) -> bool {
+    s.chars().all(|c| {
+        !c.is_control() || c == '\u{1b}' || (text && matches!(c, '\t' | '\n' | '\r' | '\u{c}'))
+    })
+}
+
+/// The syntax and length rules of a text VR (PS3.5 6.2).
+fn text_syntax(vr: VR, s: &str) -> Result<(), &'static str> {
+    let t = s.trim_end_matches(' ');
+    let len = s.chars().count();
+    let single = |max: usize| -> Result<(), &'static str> {
+        if s.contains('\\') {
+            return Err("a backslash separates values; give values as a JSON list");
+        }
+        if len > max {
+            return Err("too long");
+        }
+        if !no_control(s, false) {
+            return Err("control characters are not allowed");
+        }
+        Ok(())
+    };
+    match vr {
+        VR::AE => single(16),
+        VR::SH => single(16),
+        VR::LO => single(64),
+        VR::UC | VR::UR => single(usize::MAX),
+        VR::LT | VR::ST | VR::UT => {
+            let max = match vr {
+                VR::LT => 10_240,
+                VR::ST => 1_024,
+                _ => usize::MAX,
+            };
+            if len > max {
+                Err("too long")
+            } else if !no_control(s, true) {
+                Err("control characters are not allowed")
+            } else {
+                Ok(())
+            }
+        }
+        VR::PN => {
+            single(usize::MAX)?;
+            if s.split('=').count() > 3 {
+                Err("at most three component groups")
+            } else if s.split('=').any(|g| g.chars().count() > 64) {
+                Err("a component group is longer than 64 characters")
+            } else {
+                Ok(())
+            }
+        }
+        VR::CS => {
+            single(16)?;
+            if s.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == ' ' || c == '_')
+            {
+                Ok(())
+            } else {
+                Err("only A-Z, 0-9, space and underscore")
+            }
+        }
+        VR::AS => {
+            let b = t.as_bytes();
+            if b.len() == 4 && b[..3].iter().all(u8::is_ascii_digit) && b"DWMY".contains(&b[3]) {
+                Ok(())
+            } else {
+                Err("nnnD, nnnW, nnnM or nnnY")
+            }
+        }
+        VR::DA => valid_date(t).then_some(()).ok_or("YYYYMMDD"),
+        VR::TM => valid_time(t).then_some(()).ok_or("HH[MM[SS[.F{1,6}]]]"),
+        VR::DT => valid_datetime(t)
+            .then_some(())
+            .ok_or("YYYY[MM[DD[HH[MM[SS[.F{1,6}]]]]]][&ZZXX]"),
+        VR::IS => {
+            let n = t.trim_start_matches(' ');
+            let ok = s.len() <= 12
+                && !n.is_empty()
+                && n.strip_prefix(['+', '-'])
+                    .unwrap_or(n)
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                && n.parse::<i64>()
+                    .is_ok_and(|v| (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&v));
+            ok.then_some(())
+                .ok_or("an integer string of at most 12 characters")
+        }
+        VR::DS => {
+            let n = t.trim_start_matches(' ');
+            let ok = s.len() <= 16
+                && !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+                && n.parse::<f64>().is_ok_and(f64::is_finite);
+            ok.then_some(())
+                .ok_or("a decimal string of at most 16 characters")
+        }
+        VR::UI => valid_uid(s)
+            .then_some(())
+            .ok_or("digits and dots, at most 64 characters"),
+        VR::AT => is_hex8(t).then_some(()).ok_or("an 8-hex-digit tag"),
+        _ => Ok(()),
+    }
+}
+
+fn digits(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
+        _ => 28,
+    }
+}
+
+fn valid_date(s: &str) -> bool {
+    if s.len() != 8 || !s.is_ascii() {
+        return false;
+    }
+    let (Some(y), Some(m), Some(d)) = (digits(&s[..4]), digits(&s[4..6]), digits(&s[6..])) else {
+        return false;
+    };
+    (1..=12).contains(&m) && (1..=days_in_month(y, m)).contains(&d)
+}
+
+/// `HHMMSS` prefix of 2, 4 or 6 digits in range.
+fn valid_hms(s: &str) -> bool {
+    if !matches!(s.len(), 2 | 4 | 6) || !s.is_ascii() {
+        return false;
+    }
+    let limits = [23, 59, 60];
+    s.as_bytes().chunks(2).zip(limits).all(|(c, max)| {
+        std::str::from_utf8(c)
+            .ok()
+            .and_then(digits)
+            .is_some_and(|v| v <= max)
+    })
+}
+
+fn valid_fraction(f: &str) -> bool {
+    (1..=6).contains(&f.len()) && f.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn valid_time(s: &str) -> bool {
+    match s.split_once('.') {
+        None => valid_hms(s),
+        Some((hms, frac)) => hms.len() == 6 && valid_hms(hms) && valid_fraction(frac),
+    }
+}
+
+fn valid_datetime(s: &str) -> bool {
+    if !s.is_ascii() {
+        return false;
+    }
+    let (main, zone) = match s.find(['+', '-']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    if let Some(z) = zone {
+        let ok = z.len() == 4
+            && digits(&z[..2]).is_some_and(|h| h <= 14)
+            && digits(&z[2..]).is_some_and(|m| m <= 59);
+        if !ok {
+            return false;
+        }
+    }
+    let (dt, frac) = match main.split_once('.') {
+        Some((dt, f)) => (dt, Some(f)),
+        None => (main, None),
+    };
+    if !matches!(dt.len(), 4 | 6 | 8 | 10 | 12 | 14) || digits(dt).is_none() {
+        return false;
+    }
+    if frac.is_some_and(|f| dt.len() != 14 || !valid_fraction(f)) {
+        return false;
+    }
+    let year = digits(&dt[..4]).unwrap_or(0);
+    if dt.len() >= 6 {
+        let m = digits(&dt[4..6]).unwrap_or(0);
+        if !(1..=12).contains(&m) {
+            return false;
+        }
+        if dt.len() >= 8 {
+            let d = digits(&dt[6..8]).unwrap_or(0);
+            if !(1..=days_in_month(year, m)).contains(&d) {
+                return false;
+            }
+        }
+    }
+    dt.len() <= 8 || valid_hms(&dt[8..])
+}
+
+fn valid_uid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !s.starts_with('.')
+        && !s.ends_with('.')
+        && !s.contains("..")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Document helpers
+
+/// The object under `key`, created (or replaced, if not an object) as needed.
+fn obj_mut<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
+    let slot = m
+        .entry(key.to_string())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !slot.is_object() {
+        *slot = Value::Object(Map::new());
+    }
+    slot.as_object_mut().expect("just made an object")
+}
+
+fn obj<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a Map<String, Value>> {
+    m.get(key).and_then(Value::as_object)
+}
+
+fn series_map(root: &Map<String, Value>) -> Option<&Map<String, Value>> {
+    obj(root, "Study").and_then(|s| obj(s, "Series"))
+}
+
+fn series_map_mut(root: &mut Map<String, Value>) -> &mut Map<String, Value> {
+    obj_mut(obj_mut(root, "Study"), "Series")
+}
+
+/// Sets `key` (in place if present; else at its tag position or, for the sorted levels, then
+/// re-sorted by keyword).
+fn put_attr(map: &mut Map<String, Value>, key: &str, tag: Tag, value: Value, tag_order: bool) {
+    if let Some(slot) = map.get_mut(key) {
+        *slot = value;
+        return;
+    }
+    if tag_order {
+        let pos = map
+            .keys()
+            .position(|k| tag_of_key(k).is_some_and(|t| t > tag))
+            .unwrap_or(map.len());
+        map.shift_insert(pos, key.to_string(), value);
+    } else {
+        map.insert(key.to_string(), value);
+        map.sort_keys();
+    }
+}
+
+/// Renames a key, keeping its position.
+fn rename_key(map: &mut Map<String, Value>, old: &str, new: &str) {
+    if let Some(i) = map.keys().position(|k| k == old)
+        && let Some(v) = map.shift_remove(old)
+    {
+        map.shift_insert(i, new.to_string(), v);
+    }
+}
+
+/// Trimmed text of an attribute as the grouping key reads it (lists joined by `\`).
+fn grouping_text(level: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+    let one = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let s = match level?.get(key)? {
+        Value::Array(a) => a.iter().filter_map(one).collect::<Vec<_>>().join("\\"),
+        v => one(v)?,
+    };
+    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The new UID an identifier update carries (valid UID text even with force).
+fn new_uid(value: &Value, name: &str, member: &str) -> Result<String, ChangeError> {
+    let s = value
+        .as_str()
+        .map(|s| s.trim_matches(|c: char| c == ' ' || c == '\0'))
+        .unwrap_or_default();
+    if !valid_uid(s) {
+        return fail(format!(
+            "{member}: the new {name} must be a valid UID (digits and dots, at most 64 characters)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// MetadataDocument
+
+impl MetadataDocument {
+    /// Applies DICOMUpdates to this document (removals first, then updates), enforcing every
+    /// rule of the contract. On error the document may be partly changed (callers work on a clone).
+    pub fn apply_updates(
+        &mut self,
+        updatable: Option<&Map<String, Value>>,
+        removable: Option<&Map<String, Value>>,
+        opts: UpdateOptions,
+    ) -> Result<(), ChangeError> {
+        if let Some(r) = removable {
+            check_change_structure(r, REMOVABLE)?;
+        }
+        if let Some(u) = updatable {
+            check_change_structure(u, UPDATABLE)?;
+        }
+        if let Some(r) = removable {
+            self.apply_removals(r, opts)?;
+        }
+        if let Some(u) = updatable {
+            self.apply_document_updates(u, opts)?;
+        }
+        Ok(())
+    }
+
+    /// The Patient- and Study-level part of the same update applied to another primary image set
+    /// of the study (includeStudyImageSets); Series/Instance parts are ignored.
+    pub fn apply_study_updates(
+        &mut self,
+        updatable: Option<&Map<String, Value>>,
+        removable: Option<&Map<String, Value>>,
+        opts: UpdateOptions,
+    ) -> Result<(), ChangeError> {
+        fn study_part(doc: &Map<String, Value>) -> Map<String, Value> {
+            let mut out = Map::new();
+            for key in ["SchemaVersion", "Patient"] {
+                if let Some(v) = doc.get(key) {
+                    out.insert(key.into(), v.clone());
+                }
+            }
+            if let Some(Value::Object(study)) = doc.get("Study") {
+                let mut study = study.clone();
+                study.shift_remove("Series");
+                out.insert("Study".into(), Value::Object(study));
+            }
+            out
+        }
+        if let Some(r) = removable {
+            check_change_structure(r, REMOVABLE)?;
+        }
+        if let Some(u) = updatable {
+            check_change_structure(u, UPDATABLE)?;
+        }
+        let r = removable.map(study_part);
+        let u = updatable.map(study_part);
+        self.apply_updates(u.as_ref(), r.as_ref(), opts)
+    }
+
+    fn apply_removals(
+        &mut self,
+        doc: &Map<String, Value>,
+        opts: UpdateOptions,
+    ) -> Result<(), ChangeError> {
+        let member = REMOVABLE;
+        for (level, node, path) in [
+            (Level::Patient, "Patient", "Patient.DICOM"),
+            (Level::Study, "Study", "Study.DICOM"),
+        ] {
+            let Some(dicom) = obj(doc, node).and_then(|n| obj(n, "DICOM")) else {
+                continue;
+            };
+            let place = Place {
+                member,
+                level,
+                path,
+                opts,
+            };
+            let target = obj_mut(obj_mut(self.root_mut(), node), "DICOM");
+            for key in dicom.keys() {
+                let attr = resolve(key, target, member, path)?;
+                check_attribute(&attr, &place, true)?;
+                target.shift_remove(&attr.key);
+            }
+        }
+        let Some(series) = obj(doc, "Study").and_then(|s| obj(s, "Series")) else {
+            return Ok(());
+        };
+        for (suid, snode) in series {
+            let snode = snode.as_object().expect("checked structure");
+            let all = series_map_mut(self.root_mut());
+            let Some(target) = all.get_mut(suid).and_then(Value::as_object_mut) else {
+                return fail(format!(
+                    "{member}: series Study.Series.<series> does not exist in the image set"
+                ));
+            };
+            if snode.is_empty() {
+                all.shift_remove(suid);
+                continue;
+            }
+            if let Some(dicom) = obj(snode, "DICOM") {
+                let path = "Study.Series.<series>.DICOM";
+                let place = Place {
+                    member,
+                    level: Level::Series,
+                    path,
+                    opts,
+                };
+                let tdicom = obj_mut(target, "DICOM");
+                for key in dicom.keys() {
+                    let attr = resolve(key, tdicom, member, path)?;
+                    check_attribute(&attr, &place, true)?;
+                    tdicom.shift_remove(&attr.key);
+                }
+            }
+            if let Some(instances) = obj(snode, "Instances") {
+                let tinstances = obj_mut(target, "Instances");
+                for (iuid, inode) in instances {
+                    let inode = inode.as_object().expect("checked structure");
+                    let Some(tinst) = tinstances.get_mut(iuid).and_then(Value::as_object_mut)
+                    else {
+                        return fail(format!(
+                            "{member}: instance Study.Series.<series>.Instances.<instance> does not exist in the image set"
+                        ));
+                    };
+                    if inode.is_empty() {
+                        tinstances.shift_remove(iuid);
+                        continue;
+                    }
+                    let Some(dicom) = obj(inode, "DICOM") else {
+                        continue;
+                    };
+                    let path = "Study.Series.<series>.Instances.<instance>.DICOM";
+                    let place = Place {
+                        member,
+                        level: Level::Instance,
+                        path,
+                        opts,
+                    };
+                    for key in dicom.keys() {
+                        let tdicom = obj_mut(tinst, "DICOM");
+                        let attr = resolve(key, tdicom, member, path)?;
+                        check_attribute(&attr, &place, true)?;
+                        tdicom.shift_remove(&attr.key);
+                        if attr.is_hex() {
+                            obj_mut(tinst, "DICOMVRs").shift_remove(&attr.key);
+                        }
+                    }
+                }
+                if tinstances.is_empty() {
+                    series_map_mut(self.root_mut()).shift_remove(suid);
+                }
+            }
+        }
+        if self.instance_count() == 0 {
+            return fail(format!(
+                "{member}: an update cannot remove every instance of the image set; use DeleteImageSet"
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply_document_updates(
+        &mut self,
+        doc: &Map<String, Value>,
+        opts: UpdateOptions,
+    ) -> Result<(), ChangeError> {
+        let member = UPDATABLE;
+        for (level, node, path) in [
+            (Level::Patient, "Patient", "Patient.DICOM"),
+            (Level::Study, "Study", "Study.DICOM"),
+        ] {
+            let Some(dicom) = obj(doc, node).and_then(|n| obj(n, "DICOM")) else {
+                continue;
+            };
+            let place = Place {
+                member,
+                level,
+                path,
+                opts,
+            };
+            let target = obj_mut(obj_mut(self.root_mut(), node), "DICOM");
+            for (key, value) in dicom {
+                let attr = resolve(key, target, member, path)?;
+                check_attribute(&attr, &place, false)?;
+                let Kind::Standard(vr) = attr.kind else {
+                    unreachable!("hex keys are rejected above the instance level")
+                };
+                let value = if ident_of(attr.tag).is_some() {
+                    Value::String(new_uid(value, &attr.key, member)?)
+                } else {
+                    check_value(&attr, expect_of(vr), value, opts.force, member)?
+                };
+                put_attr(target, &attr.key, attr.tag, value, false);
+            }
+        }
+        let Some(series) = obj(doc, "Study").and_then(|s| obj(s, "Series")) else {
+            return Ok(());
+        };
+        for (suid, snode) in series {
+            let snode = snode.as_object().expect("checked structure");
+            let exists = series_map(self.as_json()).is_some_and(|m| m.contains_key(suid));
+            if !exists {
+                return fail(format!(
+                    "{member}: series Study.Series.<series> does not exist in the image set"
+                ));
+            }
+            let mut series_rename = None;
+            if let Some(dicom) = obj(snode, "DICOM") {
+                let path = "Study.Series.<series>.DICOM";
+                let place = Place {
+                    member,
+                    level: Level::Series,
+                    path,
+                    opts,
+                };
+                let all = series_map_mut(self.root_mut());
+                let target = obj_mut(obj_mut(all, suid), "DICOM");
+                for (key, value) in dicom {
+                    let attr = resolve(key, target, member, path)?;
+                    check_attribute(&attr, &place, false)?;
+                    let Kind::Standard(vr) = attr.kind else {
+                        unreachable!("hex keys are rejected above the instance level")
+                    };
+                    let value = if ident_of(attr.tag) == Some(Ident::Series) {
+                        let uid = new_uid(value, &attr.key, member)?;
+                        series_rename = Some(uid.clone());
+                        Value::String(uid)
+                    } else {
+                        check_value(&attr, expect_of(vr), value, opts.force, member)?
+                    };
+                    put_attr(target, &attr.key, attr.tag, value, false);
+                }
+            }
+            if let Some(instances) = obj(snode, "Instances") {
+                for (iuid, inode) in instances {
+                    let inode = inode.as_object().expect("checked structure");
+                    self.update_instance(suid, iuid, inode, opts)?;
+                }
+            }
+            if let Some(new) = series_rename
+                && new != *suid
+            {
+                let all = series_map_mut(self.root_mut());
+                if all.contains_key(&new) {
+                    return fail(format!(
+                        "{member}: the new SeriesInstanceUID of Study.Series.<series> is already a series of the image set"
+                    ));
+                }
+                rename_key(all, suid, &new);
+            }
+        }
+        Ok(())
+    }
+
+    fn update_instance(
+        &mut self,
+        suid: &str,
+        iuid: &str,
+        node: &Map<String, Value>,
+        opts: UpdateOptions,
+    ) -> Result<(), ChangeError> {
+        let member = UPDATABLE;
+        let path = "Study.Series.<series>.Instances.<instance>.DICOM";
+        let place = Place {
+            member,
+            level: Level::Instance,
+            path,
+            opts,
+        };
+        let sop_exists =
+            |doc: &MetadataDocument, uid: &str| doc.instances().any(|(_, sop, _)| sop == uid);
+        let exists = series_map(self.as_json())
+            .and_then(|m| obj(m, suid))
+            .and_then(|s| obj(s, "Instances"))
+            .is_some_and(|i| i.contains_key(iuid));
+        if !exists {
+            return fail(format!(
+                "{member}: instance Study.Series.<series>.Instances.<instance> does not exist in the image set"
+            ));
+        }
+        let empty = Map::new();
+        let dicom = obj(node, "DICOM").unwrap_or(&empty);
+        let node_vrs = obj(node, "DICOMVRs").unwrap_or(&empty);
+        for key in node_vrs.keys() {
+            let known = dicom.keys().any(|k| k.eq_ignore_ascii_case(key));
+            if !known {
+                return fail(format!(
+                    "{member}: DICOMVRs entry {key} of {path} has no value in DICOM"
+                ));
+            }
+        }
+        let mut sop_rename = None;
+        for (key, value) in dicom {
+            let all = series_map_mut(self.root_mut());
+            let inst = obj_mut(obj_mut(obj_mut(all, suid), "Instances"), iuid);
+            let attr = resolve(key, obj_mut(inst, "DICOM"), member, path)?;
+            check_attribute(&attr, &place, false)?;
+            let (value, vr_entry) = match attr.kind {
+                Kind::Standard(vr) => {
+                    if attr.tag == Tag(0x0008, 0x0018) {
+                        let uid = new_uid(value, &attr.key, member)?;
+                        sop_rename = Some(uid.clone());
+                        (Value::String(uid), None)
+                    } else {
+                        let v = check_value(&attr, expect_of(vr), value, opts.force, member)?;
+                        (v, None)
+                    }
+                }
+                Kind::Private | Kind::Unknown => {
+                    let given = node_vrs
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(&attr.key))
+                        .and_then(|(_, v)| v.as_str());
+                    let stored = obj(inst, "DICOMVRs")
+                        .and_then(|m| m.get(&attr.key))
+                        .and_then(Value::as_str);
+                    let Some(vr) = given.or(stored).and_then(|s| VR::from_str(s).ok()) else {
+                        return fail(format!(
+                            "{member}: new element {} needs its VR in DICOMVRs ({path})",
+                            attr.key
+                        ));
+                    };
+                    let v = check_value(&attr, Expect::Vr(vr), value, opts.force, member)?;
+                    (v, Some(vr.to_string().to_owned()))
+                }
+            };
+            put_attr(obj_mut(inst, "DICOM"), &attr.key, attr.tag, value, true);
+            if let Some(vr) = vr_entry {
+                put_attr(
+                    obj_mut(inst, "DICOMVRs"),
+                    &attr.key,
+                    attr.tag,
+                    Value::String(vr),
+                    true,
+                );
+            }
+        }
+        if let Some(new) = sop_rename
+            && new != iuid
+        {
+            if sop_exists(self, &new) {
+                return fail(format!(
+                    "{member}: the new SOPInstanceUID of Study.Series.<series>.Instances.<instance> is already an instance of the image set"
+                ));
+            }
+            let all = series_map_mut(self.root_mut());
+            rename_key(obj_mut(obj_mut(all, suid), "Instances"), iuid, &new);
+        }
+        Ok(())
+    }
+
+    /// A new document holding the selected instances (None = everything) with this document's
+    /// Patient/Study/Series attributes; ImageSetID unchanged (the caller sets it). Unknown series
+    /// or instance in the selection -> ChangeError (ValidationException naming copiableAttributes).
+    pub fn select_for_copy(
+        &self,
+        selection: Option<&CopySelection>,
+    ) -> Result<MetadataDocument, ChangeError> {
+        let mut out = self.clone();
+        let Some(selection) = selection else {
+            return Ok(out);
+        };
+        let empty = Map::new();
+        let series = series_map(self.as_json()).unwrap_or(&empty);
+        for (suid, sops) in &selection.series {
+            let Some(node) = obj(series, suid) else {
+                return fail(format!(
+                    "{COPIABLE}: series Study.Series.<series> is not in the source image set"
+                ));
+            };
+            let instances = obj(node, "Instances").unwrap_or(&empty);
+            if sops
+                .iter()
+                .flatten()
+                .any(|sop| !instances.contains_key(sop))
+            {
+                return fail(format!(
+                    "{COPIABLE}: instance Study.Series.<series>.Instances.<instance> is not in the source image set"
+                ));
+            }
+        }
+        let all = series_map_mut(out.root_mut());
+        all.retain(|suid, _| selection.series.contains_key(suid));
+        for (suid, node) in all.iter_mut() {
+            if let Some(Some(sops)) = selection.series.get(suid)
+                && let Some(node) = node.as_object_mut()
+            {
+                obj_mut(node, "Instances").retain(|sop, _| sops.contains(sop));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Merges a copied document into this (destination) document per the contract: without
+    /// force every source series must exist here and the 7 grouping elements must be equal
+    /// ([`SERIES_MISMATCH`]); with force destination Patient/Study/Series attributes are kept and
+    /// unknown series are added with the source's series attributes; a SOP Instance UID already
+    /// present anywhere in the destination -> [`DUPLICATE_SOP_INSTANCE`].
+    pub fn merge_copy(
+        &mut self,
+        source: &MetadataDocument,
+        force: bool,
+    ) -> Result<(), ChangeError> {
+        let empty = Map::new();
+        let source_series = series_map(source.as_json()).unwrap_or(&empty);
+        if !force {
+            let own = series_map(self.as_json()).unwrap_or(&empty);
+            for suid in source_series.keys() {
+                if !own.contains_key(suid) || source.grouping_of(suid) != self.grouping_of(suid) {
+                    return fail(SERIES_MISMATCH);
+                }
+            }
+        }
+        let mut seen: HashSet<String> = self
+            .instances()
+            .map(|(_, sop, _)| sop.to_string())
+            .collect();
+        for (_, sop, _) in source.instances() {
+            if !seen.insert(sop.to_string()) {
+                return fail(DUPLICATE_SOP_INSTANCE);
+            }
+        }
+        let all = series_map_mut(self.root_mut());
+        for (suid, snode) in source_series {
+            let Some(snode) = snode.as_object() else {
+                continue;
+            };
+            let source_instances = obj(snode, "Instances").unwrap_or(&empty);
+            match all.get_mut(suid).and_then(Value::as_object_mut) {
+                Some(dest) => {
+                    let instances = obj_mut(dest, "Instances");
+                    for (sop, inst) in source_instances {
+                        instances.insert(sop.clone(), inst.clone());
+                    }
+                }
+                None => {
+                    let mut node = Map::new();
+                    node.insert(
+                        "DICOM".into(),
+                        Value::Object(obj(snode, "DICOM").cloned().unwrap_or_default()),
+                    );
+                    node.insert("Instances".into(), Value::Object(source_instances.clone()));
+                    all.insert(suid.clone(), Value::Object(node));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The 7 grouping elements, read from the document like `search_tags` reads DICOMTags
+    /// (study date, accession number, patient id, study uid, study id from Patient/Study levels;
+    /// series uid and series number from the first series): same values an imported instance's
+    /// GroupingKey would have (trimmed text; None when absent/empty).
+    pub fn grouping_key(&self) -> GroupingKey {
+        let first = series_map(self.as_json()).and_then(|m| m.keys().next());
+        match first {
+            Some(suid) => self.grouping_of(suid),
+            None => self.grouping_of(""),
+        }
+    }
+
+    /// The grouping elements with the series `suid` (absent: no series values).
+    fn grouping_of(&self, suid: &str) -> GroupingKey {
+        let root = self.as_json();
+        let patient = obj(root, "Patient").and_then(|p| obj(p, "DICOM"));
+        let study = obj(root, "Study").and_then(|s| obj(s, "DICOM"));
+        let node = series_map(root).and_then(|m| obj(m, suid));
+        let series = node.and_then(|s| obj(s, "DICOM"));
+        GroupingKey {
+            study_date: grouping_text(study, "StudyDate"),
+            accession_number: grouping_text(study, "AccessionNumber"),
+            patient_id: grouping_text(patient, "PatientID"),
+            study_instance_uid: grouping_text(study, "StudyInstanceUID"),
+            study_id: grouping_text(study, "StudyID"),
+            series_instance_uid: grouping_text(series, "SeriesInstanceUID")
+                .or_else(|| node.map(|_| suid.to_string())),
+            series_number: grouping_text(series, "SeriesNumber"),
+        }
+    }
+
+    /// Number of ImageFrames entries over all instances.
+    pub fn frame_count(&self) -> usize {
+        self.instances()
+            .map(|(_, _, inst)| {
+                inst.get("ImageFrames")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            })
+            .sum()
+    }
+}
