@@ -77,6 +77,7 @@ pub async fn run(catalog: Arc<dyn Catalog>) {
     one_primary_per_series(catalog.clone()).await;
     version_compare_and_set(catalog.clone()).await;
     super::reads::run(&*catalog).await;
+    super::changes::run(&*catalog).await;
 }
 
 async fn import_jobs(c: &dyn Catalog) {

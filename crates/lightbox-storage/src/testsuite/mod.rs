@@ -3,6 +3,7 @@
 
 pub mod blob;
 pub mod catalog;
+pub mod changes;
 pub mod imports;
 pub mod reads;
 
