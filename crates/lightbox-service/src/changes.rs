@@ -91,6 +91,8 @@ enum ChangeWork {
         source_status: String,
         destination_id: String,
         destination_version: i64,
+        /// A primary destination holds one series whatever `force` says.
+        destination_primary: bool,
         selection: Option<String>,
         force: bool,
     },
@@ -471,6 +473,9 @@ impl Service {
                     (p, v)
                 })
             });
+        let destination_primary = existing
+            .as_ref()
+            .map_or(input.promote_to_primary, |(d, _)| d.is_primary);
         let (create, destination_id, destination_version) = match &existing {
             Some((dest, expected)) => {
                 check_writable(dest, *expected)?;
@@ -513,6 +518,7 @@ impl Service {
             source_status: source.workflow_status.as_str().into(),
             destination_id: destination_id.to_string(),
             destination_version,
+            destination_primary,
             selection: input.copiable_attributes.clone(),
             // Promoting merges like an import into the primary image set: elements must agree.
             force: input.force && !input.promote_to_primary,
@@ -791,6 +797,7 @@ impl Service {
             source_status,
             destination_id,
             destination_version,
+            destination_primary,
             selection,
             force,
         } = work
@@ -803,7 +810,7 @@ impl Service {
             .copied_version(
                 &ds,
                 (&source, *source_version),
-                (&dest, *destination_version),
+                (&dest, *destination_version, *destination_primary),
                 selection.as_deref(),
                 *force,
                 job,
@@ -840,7 +847,7 @@ impl Service {
         &self,
         ds: &DatastoreId,
         (source, source_version): (&ImageSetId, i64),
-        (dest, version): (&ImageSetId, i64),
+        (dest, version, primary): (&ImageSetId, i64, bool),
         selection: Option<&str>,
         force: bool,
         job: &Job,
@@ -868,6 +875,10 @@ impl Service {
         } else {
             let (mut doc, _, _) = self.load_document(ds, dest, version - 1).await?;
             doc.merge_copy(&selected, force).map_err(|e| e.0)?;
+            let series: HashSet<&str> = doc.instances().map(|(s, _, _)| s).collect();
+            if primary && series.len() > 1 {
+                return Err("INVALID_REQUEST: A primary image set holds one series.".into());
+            }
             let live: HashSet<String> = self
                 .catalog
                 .list_image_frames(ds, dest, version - 1)

@@ -45,6 +45,10 @@ pub struct Config {
     pub import_s3: S3Options,
     /// DICOM import limits and parallelism (HealthImaging's quotas by default).
     pub import: lightbox_service::ImportConfig,
+    /// UpdateImageSetMetadata: largest total size of the decoded update documents.
+    pub max_update_payload_bytes: u64,
+    /// CopyImageSet: most image frames one copy may select.
+    pub max_copy_frames: usize,
     /// Added to the wall clock for everything the service times (creation and access times,
     /// storage tiers); 0 in production. Tests move time with it across restarts.
     pub clock_offset: Duration,
@@ -86,6 +90,9 @@ impl Config {
             builtin_s3: true,
             import_s3: S3Options::default(),
             import: lightbox_service::ImportConfig::default(),
+            max_update_payload_bytes: lightbox_service::ServiceConfig::default()
+                .max_update_payload_bytes,
+            max_copy_frames: lightbox_service::ServiceConfig::default().max_copy_frames,
             clock_offset: Duration::ZERO,
         }
     }

@@ -78,6 +78,8 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 job_lease: config.job_lease,
                 job_poll_interval: lightbox_service::default_poll_interval(config.transition_delay),
                 import: config.import.clone(),
+                max_update_payload_bytes: config.max_update_payload_bytes,
+                max_copy_frames: config.max_copy_frames,
                 ..ServiceConfig::default()
             },
             Arc::new(OffsetClock(config.clock_offset)),

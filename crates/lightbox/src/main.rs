@@ -108,6 +108,12 @@ struct ServeArgs {
     /// Import jobs SUBMITTED or IN_PROGRESS per data store.
     #[arg(long, env = "LIGHTBOX_IMPORT_MAX_RUNNING_JOBS", default_value_t = 100)]
     import_max_running_jobs: u32,
+    /// UpdateImageSetMetadata: largest total size (bytes) of the decoded update documents.
+    #[arg(long, env = "LIGHTBOX_MAX_UPDATE_PAYLOAD_BYTES", default_value_t = 10 * 1024)]
+    max_update_payload_bytes: u64,
+    /// CopyImageSet: most image frames one copy may select.
+    #[arg(long, env = "LIGHTBOX_MAX_COPY_FRAMES", default_value_t = 1000)]
+    max_copy_frames: usize,
     /// Memory (bytes) the files being imported at once may take on this node (a file needs
     /// about three times its size).
     #[arg(long, env = "LIGHTBOX_IMPORT_MEMORY_BUDGET", default_value_t = 2 << 30)]
@@ -205,6 +211,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .import_concurrency
                 .unwrap_or_else(|| lightbox_service::ImportConfig::default().file_concurrency),
         },
+        max_update_payload_bytes: args.max_update_payload_bytes,
+        max_copy_frames: args.max_copy_frames,
         clock_offset: Duration::from_secs(args.clock_offset_secs),
     };
     let catalog = config
