@@ -50,6 +50,13 @@ fn image_set_not_found(id: &ImageSetId) -> ServiceError {
     ServiceError::NotFound(format!("Image set {id} does not exist"))
 }
 
+/// Reads of a DELETED image set's documents and frames.
+fn deleted(id: &ImageSetId) -> ServiceError {
+    ServiceError::NotFound(format!(
+        "Image set {id} is DELETED: its metadata and frames are no longer stored"
+    ))
+}
+
 fn version_not_found(id: &ImageSetId, version: &str) -> ServiceError {
     ServiceError::NotFound(format!(
         "Version {version} of image set {id} does not exist"
@@ -184,9 +191,7 @@ impl Service {
     ) -> Result<(BlobStream, Option<u64>), ServiceError> {
         let (image_set, v) = self.image_set_version(datastore_id, id, version).await?;
         if image_set.state == ImageSetState::Deleted {
-            return Err(ServiceError::NotFound(format!(
-                "Image set {id} is DELETED: its metadata is no longer stored"
-            )));
+            return Err(deleted(id));
         }
         let Some(key) = v.metadata_key.as_deref() else {
             return Err(ServiceError::NotFound(format!(
@@ -219,7 +224,7 @@ impl Service {
             return Err(self.missing(datastore_id, id).await);
         };
         if image_set.state == ImageSetState::Deleted {
-            return Err(image_set_not_found(id));
+            return Err(deleted(id));
         }
         let Some(frame) = frame else {
             return Err(ServiceError::NotFound(format!(
