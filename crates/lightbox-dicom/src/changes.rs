@@ -545,7 +545,7 @@ fn check_value(
     };
     if items.len() > 1 && !force {
         return fail(format!(
-            "{member}: {name} is given several values; multi-valued updates require force"
+            "{member}: {name} is given several values (multi-valued); changing it requires force"
         ));
     }
     let mut out = Vec::with_capacity(items.len());
@@ -834,7 +834,7 @@ fn valid_datetime(s: &str) -> bool {
         Some((dt, f)) => (dt, Some(f)),
         None => (main, None),
     };
-    if !matches!(dt.len(), 4 | 6 | 8 | 10 | 12 | 14) || digits(dt).is_none() {
+    if !matches!(dt.len(), 4 | 6 | 8 | 10 | 12 | 14) || !dt.bytes().all(|b| b.is_ascii_digit()) {
         return false;
     }
     if frac.is_some_and(|f| dt.len() != 14 || !valid_fraction(f)) {
@@ -1093,7 +1093,7 @@ impl MetadataDocument {
                         let attr = resolve(key, tdicom, member, path)?;
                         check_attribute(&attr, &place, true)?;
                         tdicom.shift_remove(&attr.key);
-                        if attr.is_hex() {
+                        if is_hex8(&attr.key) {
                             obj_mut(tinst, "DICOMVRs").shift_remove(&attr.key);
                         }
                     }
@@ -1238,6 +1238,14 @@ impl MetadataDocument {
             if !known {
                 return fail(format!(
                     "{member}: DICOMVRs entry {key} of {path} has no value in DICOM"
+                ));
+            }
+            let v = u32::from_str_radix(key, 16).unwrap_or_default();
+            let tag = Tag((v >> 16) as u16, v as u16);
+            if tag.0.is_multiple_of(2) && tag.1 != 0 && StandardDataDictionary.by_tag(tag).is_some()
+            {
+                return fail(format!(
+                    "{member}: DICOMVRs entry {key} names a standard attribute; only private or unknown elements take a VR"
                 ));
             }
         }
@@ -1439,5 +1447,1199 @@ impl MetadataDocument {
                     .map_or(0, Vec::len)
             })
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FrameEntry, InstanceMetadata, StoredInstance};
+    use serde_json::json;
+
+    const SERIES: &str = "1.2.840.99.2";
+    const SOP1: &str = "1.2.840.99.3.1";
+    const SOP2: &str = "1.2.840.99.3.2";
+
+    const PLAIN: UpdateOptions = UpdateOptions {
+        force: false,
+        is_primary: false,
+    };
+    const FORCE: UpdateOptions = UpdateOptions {
+        force: true,
+        is_primary: false,
+    };
+    const PRIMARY: UpdateOptions = UpdateOptions {
+        force: false,
+        is_primary: true,
+    };
+    const PRIMARY_FORCE: UpdateOptions = UpdateOptions {
+        force: true,
+        is_primary: true,
+    };
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn meta(series_uid: &str, series_number: &str, sop: &str) -> InstanceMetadata {
+        InstanceMetadata {
+            patient: map(json!({"PatientID": "P1 ", "PatientName": "DOE^JANE", "PatientSex": "F"})),
+            study: map(json!({
+                "AccessionNumber": "A1", "StudyDate": "20240101", "StudyDescription": "CHEST",
+                "StudyID": "S1", "StudyInstanceUID": "1.2.840.99.1", "StudyTime": "101010"
+            })),
+            series: map(json!({
+                "Modality": "CT", "SeriesInstanceUID": series_uid, "SeriesNumber": series_number
+            })),
+            instance: map(json!({
+                "TransferSyntaxUID": "1.2.840.10008.1.2.1",
+                "ImageType": ["ORIGINAL", "PRIMARY"],
+                "SOPClassUID": "1.2.840.10008.5.1.4.1.1.2",
+                "SOPInstanceUID": sop,
+                "00091001": "VENDOR",
+                "InstanceNumber": "1 ",
+                "Rows": 2,
+                "Columns": 2,
+                "PixelData": null
+            })),
+            dicom_vrs: map(json!({"00091001": "LO"})),
+        }
+    }
+
+    /// A document with the given series (uid, SeriesNumber, SOP Instance UIDs), one frame each.
+    fn doc_of(series: &[(&str, &str, &[&str])]) -> MetadataDocument {
+        let mut doc = MetadataDocument::new(&"d".repeat(32), &"a".repeat(32));
+        for (suid, number, sops) in series {
+            for sop in *sops {
+                let stored = StoredInstance {
+                    stored_transfer_syntax: "1.2.840.10008.1.2.4.202".into(),
+                    frames: vec![FrameEntry {
+                        id: format!("frame-{sop}"),
+                        checksums: vec![(2, 2, 7)],
+                        min_pixel_value: Some(0),
+                        max_pixel_value: Some(1),
+                        frame_size_in_bytes: 8,
+                    }],
+                };
+                doc.put_instance(&meta(suid, number, sop), suid, sop, &stored);
+            }
+        }
+        doc
+    }
+
+    fn base() -> MetadataDocument {
+        doc_of(&[(SERIES, "1 ", &[SOP1, SOP2])])
+    }
+
+    fn parse(v: Value, member: &str) -> Map<String, Value> {
+        parse_change_document(v.to_string().as_bytes(), member).unwrap()
+    }
+
+    fn update(
+        doc: &mut MetadataDocument,
+        v: Value,
+        opts: UpdateOptions,
+    ) -> Result<(), ChangeError> {
+        let u = parse_change_document(v.to_string().as_bytes(), UPDATABLE)?;
+        doc.apply_updates(Some(&u), None, opts)
+    }
+
+    fn remove(
+        doc: &mut MetadataDocument,
+        v: Value,
+        opts: UpdateOptions,
+    ) -> Result<(), ChangeError> {
+        let r = parse_change_document(v.to_string().as_bytes(), REMOVABLE)?;
+        doc.apply_updates(None, Some(&r), opts)
+    }
+
+    /// The error's message, checked to hold no UID or value of the fixtures.
+    fn message(r: Result<(), ChangeError>) -> String {
+        let m = r.expect_err("expected a rejection").0;
+        for secret in ["1.2.840", "DOE", "VENDOR", "MX^MX", "97", "2024"] {
+            assert!(!m.contains(secret), "message leaks {secret}: {m}");
+        }
+        m
+    }
+
+    fn instance<'a>(doc: &'a MetadataDocument, series: &str, sop: &str) -> &'a Map<String, Value> {
+        doc.as_json()["Study"]["Series"][series]["Instances"][sop]
+            .as_object()
+            .unwrap()
+    }
+
+    fn keys(m: &Value) -> Vec<&str> {
+        m.as_object().unwrap().keys().map(String::as_str).collect()
+    }
+
+    fn series_node(uid: &str, v: Value) -> Value {
+        json!({"SchemaVersion": 1.1, "Study": {"Series": {uid: v}}})
+    }
+
+    fn instance_node(sop: &str, v: Value) -> Value {
+        series_node(SERIES, json!({"Instances": {sop: v}}))
+    }
+
+    // ----- document parsing -----
+
+    #[test]
+    fn schema_version_and_members() {
+        assert!(parse_change_document(br#"{"SchemaVersion":1.1}"#, UPDATABLE).is_ok());
+        assert!(parse_change_document(br#"{"SchemaVersion":"1.1"}"#, UPDATABLE).is_ok());
+        let e = |b: &[u8], member: &str| parse_change_document(b, member).unwrap_err().0;
+        assert_eq!(
+            e(b"{}", REMOVABLE),
+            "removableAttributes: SchemaVersion is required"
+        );
+        assert!(e(br#"{"SchemaVersion":1.2}"#, UPDATABLE).contains("must be 1.1"));
+        assert!(e(br#"{"SchemaVersion":"2"}"#, UPDATABLE).contains("must be 1.1"));
+        assert_eq!(e(b"{", UPDATABLE), "updatableAttributes is not valid JSON");
+        assert_eq!(
+            e(b"[1]", REMOVABLE),
+            "removableAttributes must be a JSON object"
+        );
+        assert!(e(br#"{"SchemaVersion":1.1,"Foo":{}}"#, UPDATABLE).contains("unknown member Foo"));
+        assert!(
+            e(
+                br#"{"SchemaVersion":1.1,"Patient":{"Series":{}}}"#,
+                UPDATABLE
+            )
+            .contains("unknown member Patient.Series")
+        );
+        assert!(
+            e(
+                br#"{"SchemaVersion":1.1,"Study":{"Instances":{}}}"#,
+                UPDATABLE
+            )
+            .contains("unknown member Study.Instances")
+        );
+        assert!(e(br#"{"SchemaVersion":1.1,"ImageSetID":"x"}"#, UPDATABLE).contains("generated"));
+        assert!(
+            e(br#"{"SchemaVersion":1.1,"Patient":[]}"#, UPDATABLE)
+                .contains("Patient must be a JSON object")
+        );
+        // Series and instance nodes: UIDs are never echoed.
+        let m = e(
+            br#"{"SchemaVersion":1.1,"Study":{"Series":{"1.2.840.5":{"DICOM":{},"Bad":1}}}}"#,
+            UPDATABLE,
+        );
+        assert_eq!(
+            m,
+            "updatableAttributes: unknown member Study.Series.<series>.Bad"
+        );
+        let m = e(
+            br#"{"SchemaVersion":1.1,"Study":{"Series":{"1.2.840.5":{"Instances":{"1.2.840.6":{"ImageFrames":[]}}}}}}"#,
+            UPDATABLE,
+        );
+        assert!(
+            m.contains("Study.Series.<series>.Instances.<instance>.ImageFrames is generated"),
+            "{m}"
+        );
+        let m = e(
+            br#"{"SchemaVersion":1.1,"Study":{"Series":{"1.2.840.5":{"Instances":{"1.2.840.6":{"DICOMVRs":{"001910F9":"XX"}}}}}}}"#,
+            UPDATABLE,
+        );
+        assert!(m.contains("DICOMVRs entry 001910F9"), "{m}");
+        let m = e(
+            br#"{"SchemaVersion":1.1,"Study":{"1.2.840.7":{}}}"#,
+            UPDATABLE,
+        );
+        assert_eq!(m, "updatableAttributes: unknown member Study.<key>");
+    }
+
+    // ----- AWS documented examples -----
+
+    #[test]
+    fn aws_patient_rename_on_non_primary() {
+        let mut doc = base();
+        update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Patient": {"DICOM": {"PatientName": "MX^MX"}}}),
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(doc.as_json()["Patient"]["DICOM"]["PatientName"], "MX^MX");
+        assert_eq!(doc.search_tags().patient_name.as_deref(), Some("MX^MX"));
+        // Primary: Patient-level attributes cannot change.
+        let mut doc = base();
+        let m = message(update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Patient": {"DICOM": {"PatientName": "MX^MX"}}}),
+            PRIMARY,
+        ));
+        assert!(
+            m.contains("Patient-level") && m.contains("primary") && m.contains("PatientName"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn aws_remove_study_description() {
+        let mut doc = base();
+        remove(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyDescription": "CHEST"}}}),
+            PLAIN,
+        )
+        .unwrap();
+        assert!(
+            doc.as_json()["Study"]["DICOM"]
+                .get("StudyDescription")
+                .is_none()
+        );
+        // Absent attributes are no error; the value is ignored.
+        remove(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyDescription": 5}}}),
+            PLAIN,
+        )
+        .unwrap();
+        // Also allowed on primary image sets (Study level).
+        let mut doc = base();
+        remove(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyDescription": null}}}),
+            PRIMARY,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn aws_remove_an_instance() {
+        let mut doc = base();
+        assert_eq!(doc.frame_count(), 2);
+        remove(&mut doc, instance_node(SOP1, json!({})), PRIMARY).unwrap();
+        assert_eq!(doc.instance_count(), 1);
+        assert_eq!(doc.frame_count(), 1);
+        assert_eq!(doc.frame_ids(), [format!("frame-{SOP2}")]);
+        // Not the last one.
+        let m = message(remove(
+            &mut doc.clone(),
+            instance_node(SOP2, json!({})),
+            PLAIN,
+        ));
+        assert!(m.contains("DeleteImageSet"), "{m}");
+        // A missing instance or series.
+        let m = message(remove(&mut doc, instance_node(SOP1, json!({})), PLAIN));
+        assert!(
+            m.contains("Study.Series.<series>.Instances.<instance> does not exist"),
+            "{m}"
+        );
+        let m = message(remove(
+            &mut doc,
+            series_node("1.2.840.77", json!({})),
+            PLAIN,
+        ));
+        assert!(m.contains("Study.Series.<series> does not exist"), "{m}");
+    }
+
+    #[test]
+    fn remove_a_series_and_every_instance_of_one() {
+        let mut doc = doc_of(&[
+            (SERIES, "1", &[SOP1]),
+            ("1.2.840.99.4", "2", &["1.2.840.99.5"]),
+        ]);
+        remove(&mut doc, series_node("1.2.840.99.4", json!({})), PLAIN).unwrap();
+        assert_eq!(keys(&doc.as_json()["Study"]["Series"]), [SERIES]);
+        let m = message(remove(&mut doc, series_node(SERIES, json!({})), PLAIN));
+        assert!(m.contains("DeleteImageSet"), "{m}");
+        // Removing every instance of one series drops the series node.
+        let mut doc = doc_of(&[
+            (SERIES, "1", &[SOP1]),
+            ("1.2.840.99.4", "2", &["1.2.840.99.5"]),
+        ]);
+        remove(
+            &mut doc,
+            series_node("1.2.840.99.4", json!({"Instances": {"1.2.840.99.5": {}}})),
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(keys(&doc.as_json()["Study"]["Series"]), [SERIES]);
+    }
+
+    #[test]
+    fn aws_add_private_element_with_force() {
+        let change = instance_node(
+            SOP1,
+            json!({"DICOM": {"001910F9": "97"}, "DICOMVRs": {"001910F9": "DS"}}),
+        );
+        let mut doc = base();
+        let m = message(update(&mut doc, change.clone(), PLAIN));
+        assert!(m.contains("private element 001910F9 requires force"), "{m}");
+        update(&mut doc, change, FORCE).unwrap();
+        let inst = instance(&doc, SERIES, SOP1);
+        assert_eq!(inst["DICOM"]["001910F9"], "97");
+        assert_eq!(
+            keys(&inst["DICOM"]),
+            [
+                "TransferSyntaxUID",
+                "ImageType",
+                "SOPClassUID",
+                "SOPInstanceUID",
+                "00091001",
+                "001910F9",
+                "InstanceNumber",
+                "Rows",
+                "Columns",
+                "PixelData"
+            ]
+        );
+        assert_eq!(
+            inst["DICOMVRs"],
+            json!({"00091001": "LO", "001910F9": "DS"})
+        );
+        // Allowed on a primary image set too (instance level).
+        let mut doc = base();
+        let change = instance_node(
+            SOP1,
+            json!({"DICOM": {"001910f9": "97"}, "DICOMVRs": {"001910f9": "DS"}}),
+        );
+        update(&mut doc, change, PRIMARY_FORCE).unwrap();
+        assert_eq!(instance(&doc, SERIES, SOP1)["DICOMVRs"]["001910F9"], "DS");
+    }
+
+    #[test]
+    fn private_elements_rules() {
+        let mut doc = base();
+        // A new private element needs its VR.
+        let m = message(update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {"001910F9": "97"}})),
+            FORCE,
+        ));
+        assert!(m.contains("001910F9 needs its VR in DICOMVRs"), "{m}");
+        // An existing one uses the stored VR.
+        update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {"00091001": "OTHER"}})),
+            FORCE,
+        )
+        .unwrap();
+        assert_eq!(instance(&doc, SERIES, SOP1)["DICOM"]["00091001"], "OTHER");
+        // The value must have the VR's JSON shape.
+        let m = message(update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {"00091001": 5}})),
+            FORCE,
+        ));
+        assert!(m.contains("00091001") && m.contains("LO"), "{m}");
+        // Instance level only.
+        let m = message(update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"00091001": "X"}}}),
+            FORCE,
+        ));
+        assert!(m.contains("instance level"), "{m}");
+        // A DICOMVRs entry without a value.
+        let m = message(update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {}, "DICOMVRs": {"001910F9": "DS"}})),
+            FORCE,
+        ));
+        assert!(
+            m.contains("DICOMVRs entry 001910F9") && m.contains("no value"),
+            "{m}"
+        );
+        // DICOMVRs is for private and unknown elements only.
+        let m = message(update(
+            &mut doc,
+            instance_node(
+                SOP1,
+                json!({"DICOM": {"00280010": 4}, "DICOMVRs": {"00280010": "US"}}),
+            ),
+            FORCE,
+        ));
+        assert!(
+            m.contains("DICOMVRs entry 00280010 names a standard attribute"),
+            "{m}"
+        );
+        // Removal needs force and takes the DICOMVRs entry along.
+        let rm = instance_node(SOP1, json!({"DICOM": {"00091001": null}}));
+        let m = message(remove(&mut doc, rm.clone(), PLAIN));
+        assert!(m.contains("requires force"), "{m}");
+        remove(&mut doc, rm, FORCE).unwrap();
+        let inst = instance(&doc, SERIES, SOP1);
+        assert!(inst["DICOM"].get("00091001").is_none());
+        assert_eq!(inst["DICOMVRs"], json!({}));
+        // Tags the dictionary does not know behave like private elements.
+        let change = instance_node(
+            SOP1,
+            json!({"DICOM": {"77780010": "X"}, "DICOMVRs": {"77780010": "LO"}}),
+        );
+        let m = message(update(&mut doc, change.clone(), PLAIN));
+        assert!(
+            m.contains("unknown to the DICOM dictionary") && m.contains("requires force"),
+            "{m}"
+        );
+        update(&mut doc, change, FORCE).unwrap();
+        assert_eq!(instance(&doc, SERIES, SOP1)["DICOM"]["77780010"], "X");
+    }
+
+    #[test]
+    fn aws_change_sop_instance_uid_with_force() {
+        let new = "1.2.840.99.3.9";
+        let change = instance_node(SOP1, json!({"DICOM": {"SOPInstanceUID": new}}));
+        let mut doc = base();
+        let m = message(update(&mut doc, change.clone(), PLAIN));
+        assert!(m.contains("SOPInstanceUID requires force"), "{m}");
+        let m = message(update(&mut doc, change.clone(), PRIMARY_FORCE));
+        assert!(m.contains("SOPInstanceUID") && m.contains("primary"), "{m}");
+        update(&mut doc, change, FORCE).unwrap();
+        let instances = &doc.as_json()["Study"]["Series"][SERIES]["Instances"];
+        assert_eq!(keys(instances), [new, SOP2]);
+        assert_eq!(instances[new]["DICOM"]["SOPInstanceUID"], new);
+        assert_eq!(
+            instances[new]["ImageFrames"][0]["ID"],
+            format!("frame-{SOP1}")
+        );
+        // A UID already in the image set.
+        let m = message(update(
+            &mut doc,
+            instance_node(new, json!({"DICOM": {"SOPInstanceUID": SOP2}})),
+            FORCE,
+        ));
+        assert!(m.contains("already an instance"), "{m}");
+        // Not a UID.
+        let m = message(update(
+            &mut doc,
+            instance_node(new, json!({"DICOM": {"SOPInstanceUID": "abc"}})),
+            FORCE,
+        ));
+        assert!(m.contains("valid UID"), "{m}");
+        // Same UID: no change.
+        update(
+            &mut doc,
+            instance_node(new, json!({"DICOM": {"SOPInstanceUID": new}})),
+            FORCE,
+        )
+        .unwrap();
+        // Cannot be removed, even with force.
+        let m = message(remove(
+            &mut doc,
+            instance_node(new, json!({"DICOM": {"SOPInstanceUID": null}})),
+            FORCE,
+        ));
+        assert!(m.contains("SOPInstanceUID cannot be removed"), "{m}");
+    }
+
+    #[test]
+    fn series_instance_uid_renames_the_series() {
+        let other = "1.2.840.99.4";
+        let mut doc = doc_of(&[(SERIES, "1", &[SOP1]), (other, "2", &["1.2.840.99.5"])]);
+        let new = "1.2.840.99.8";
+        let change = series_node(SERIES, json!({"DICOM": {"SeriesInstanceUID": new}}));
+        let m = message(update(&mut doc, change.clone(), PLAIN));
+        assert!(m.contains("SeriesInstanceUID requires force"), "{m}");
+        let m = message(update(&mut doc, change.clone(), PRIMARY_FORCE));
+        assert!(m.contains("primary"), "{m}");
+        // An instance change in the same node still uses the old key.
+        let mut both = change.clone();
+        both["Study"]["Series"][SERIES]["Instances"] =
+            json!({SOP1: {"DICOM": {"InstanceNumber": "7"}}});
+        update(&mut doc, both, FORCE).unwrap();
+        let series = &doc.as_json()["Study"]["Series"];
+        assert_eq!(keys(series), [new, other]);
+        assert_eq!(series[new]["DICOM"]["SeriesInstanceUID"], new);
+        assert_eq!(
+            series[new]["Instances"][SOP1]["DICOM"]["InstanceNumber"],
+            "7"
+        );
+        assert_eq!(doc.grouping_key().series_instance_uid.as_deref(), Some(new));
+        let m = message(update(
+            &mut doc,
+            series_node(new, json!({"DICOM": {"SeriesInstanceUID": other}})),
+            FORCE,
+        ));
+        assert!(m.contains("already a series"), "{m}");
+        let m = message(remove(
+            &mut doc,
+            series_node(new, json!({"DICOM": {"SeriesInstanceUID": null}})),
+            FORCE,
+        ));
+        assert!(m.contains("cannot be removed"), "{m}");
+    }
+
+    #[test]
+    fn study_identifiers() {
+        let mut doc = base();
+        let uid =
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyInstanceUID": "1.2.840.99.9"}}});
+        let m = message(update(&mut doc, uid.clone(), PLAIN));
+        assert!(m.contains("StudyInstanceUID requires force"), "{m}");
+        let m = message(update(&mut doc, uid.clone(), PRIMARY_FORCE));
+        assert!(m.contains("primary"), "{m}");
+        update(&mut doc, uid, FORCE).unwrap();
+        assert_eq!(
+            doc.grouping_key().study_instance_uid.as_deref(),
+            Some("1.2.840.99.9")
+        );
+        let m = message(remove(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyInstanceUID": null}}}),
+            FORCE,
+        ));
+        assert!(m.contains("cannot be removed"), "{m}");
+        let id = json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyID": "S2"}}});
+        let m = message(update(&mut doc, id.clone(), PLAIN));
+        assert!(m.contains("StudyID requires force"), "{m}");
+        update(&mut doc, id.clone(), FORCE).unwrap();
+        update(&mut doc, id, PRIMARY_FORCE).unwrap();
+        assert_eq!(doc.grouping_key().study_id.as_deref(), Some("S2"));
+        let rm = json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyID": null}}});
+        assert!(message(remove(&mut doc, rm.clone(), PLAIN)).contains("requires force"));
+        remove(&mut doc, rm, FORCE).unwrap();
+        assert_eq!(doc.grouping_key().study_id, None);
+    }
+
+    #[test]
+    fn generated_attributes_are_rejected_even_with_force() {
+        let mut doc = base();
+        for key in [
+            "PixelData",
+            "7FE00010",
+            "ImageFrames",
+            "Checksum",
+            "SchemaVersion",
+        ] {
+            let m = message(update(
+                &mut doc,
+                instance_node(SOP1, json!({"DICOM": {key: null}})),
+                FORCE,
+            ));
+            assert!(
+                m.contains("generated") && m.contains("cannot be changed"),
+                "{key}: {m}"
+            );
+            let m = message(remove(
+                &mut doc,
+                instance_node(SOP1, json!({"DICOM": {key: null}})),
+                FORCE,
+            ));
+            assert!(m.contains("generated"), "{key}: {m}");
+        }
+        let m = message(update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"DatastoreID": "x"}}}),
+            FORCE,
+        ));
+        assert!(m.contains("DatastoreID") && m.contains("generated"), "{m}");
+    }
+
+    #[test]
+    fn attributes_at_their_level() {
+        let mut doc = base();
+        let m = message(update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"PatientName": "X"}}}),
+            PLAIN,
+        ));
+        assert!(
+            m.contains("PatientName is a Patient-level attribute")
+                && m.contains("at the Study level"),
+            "{m}"
+        );
+        let m = message(update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Patient": {"DICOM": {"StudyDate": "20240102"}}}),
+            PLAIN,
+        ));
+        assert!(
+            m.contains("StudyDate is a Study-level") && m.contains("Patient level"),
+            "{m}"
+        );
+        let m = message(update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {"Modality": "MR"}})),
+            FORCE,
+        ));
+        assert!(
+            m.contains("Modality is a Series-level") && m.contains("Instance level"),
+            "{m}"
+        );
+        let m = message(remove(
+            &mut doc,
+            series_node(SERIES, json!({"DICOM": {"Rows": null}})),
+            PLAIN,
+        ));
+        assert!(
+            m.contains("Rows is a Instance-level") || m.contains("Rows is a"),
+            "{m}"
+        );
+        // The right levels work, and hex keys of standard tags mean the keyword.
+        update(
+            &mut doc,
+            series_node(SERIES, json!({"DICOM": {"00080060": "MR"}})),
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(
+            doc.as_json()["Study"]["Series"][SERIES]["DICOM"]["Modality"],
+            "MR"
+        );
+        update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"PatientAge": "045Y"}}}),
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(doc.as_json()["Study"]["DICOM"]["PatientAge"], "045Y");
+    }
+
+    #[test]
+    fn primary_image_sets() {
+        let mut doc = base();
+        let m = message(update(
+            &mut doc,
+            series_node(SERIES, json!({"DICOM": {"Modality": "MR"}})),
+            PRIMARY,
+        ));
+        assert!(
+            m.contains("Series-level") && m.contains("primary") && m.contains("Modality"),
+            "{m}"
+        );
+        let m = message(remove(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Patient": {"DICOM": {"PatientSex": null}}}),
+            PRIMARY_FORCE,
+        ));
+        assert!(m.contains("Patient-level") && m.contains("primary"), "{m}");
+        update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyDescription": "HEAD"}}}),
+            PRIMARY,
+        )
+        .unwrap();
+        update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {"InstanceNumber": "5"}})),
+            PRIMARY,
+        )
+        .unwrap();
+        assert_eq!(instance(&doc, SERIES, SOP1)["DICOM"]["InstanceNumber"], "5");
+    }
+
+    #[test]
+    fn unknown_attributes_and_sequences() {
+        let mut doc = base();
+        let m = message(update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"Foo": "x"}}}),
+            FORCE,
+        ));
+        assert!(m.contains("unknown attribute Foo"), "{m}");
+        let m = message(update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"1.2.840.99.1": "x"}}}),
+            FORCE,
+        ));
+        assert!(m.contains("unknown attribute <key>"), "{m}");
+        let seq = json!({"SchemaVersion": 1.1, "Patient": {"DICOM": {
+            "OtherPatientIDsSequence": [{"PatientID": "X", "TypeOfPatientID": "TEXT"}]
+        }}});
+        let m = message(update(&mut doc, seq.clone(), PLAIN));
+        assert!(
+            m.contains("sequence (SQ) attribute OtherPatientIDsSequence requires force"),
+            "{m}"
+        );
+        update(&mut doc, seq, FORCE).unwrap();
+        assert_eq!(
+            doc.as_json()["Patient"]["DICOM"]["OtherPatientIDsSequence"][0]["PatientID"],
+            "X"
+        );
+        let bad =
+            json!({"SchemaVersion": 1.1, "Patient": {"DICOM": {"OtherPatientIDsSequence": "x"}}});
+        let m = message(update(&mut doc, bad, FORCE));
+        assert!(m.contains("list of sequence items"), "{m}");
+        let rm =
+            json!({"SchemaVersion": 1.1, "Patient": {"DICOM": {"OtherPatientIDsSequence": null}}});
+        assert!(message(remove(&mut doc, rm.clone(), PLAIN)).contains("requires force"));
+        remove(&mut doc, rm, FORCE).unwrap();
+        assert!(
+            doc.as_json()["Patient"]["DICOM"]
+                .get("OtherPatientIDsSequence")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn multi_valued_values() {
+        let mut doc = base();
+        let two = instance_node(
+            SOP1,
+            json!({"DICOM": {"ImageType": ["DERIVED", "SECONDARY"]}}),
+        );
+        let m = message(update(&mut doc, two.clone(), PLAIN));
+        assert!(
+            m.contains("ImageType") && m.contains("multi-valued") && m.contains("requires force"),
+            "{m}"
+        );
+        let m = message(update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {"ImageType": "DERIVED\\SECONDARY"}})),
+            PLAIN,
+        ));
+        assert!(m.contains("requires force"), "{m}");
+        update(&mut doc, two, FORCE).unwrap();
+        assert_eq!(
+            instance(&doc, SERIES, SOP1)["DICOM"]["ImageType"],
+            json!(["DERIVED", "SECONDARY"])
+        );
+        // One value of a multi-valued attribute is stored as a list, as on import.
+        update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {"ImageType": "DERIVED"}})),
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(
+            instance(&doc, SERIES, SOP1)["DICOM"]["ImageType"],
+            json!(["DERIVED"])
+        );
+        // A one-element list of a single-valued attribute is stored as the value.
+        update(
+            &mut doc,
+            instance_node(SOP1, json!({"DICOM": {"InstanceNumber": ["3"]}})),
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(instance(&doc, SERIES, SOP1)["DICOM"]["InstanceNumber"], "3");
+    }
+
+    #[test]
+    fn values_by_vr() {
+        let study = |kw: &str, v: Value| json!({"SchemaVersion": 1.1, "Study": {"DICOM": {kw: v}}});
+        let series = |kw: &str, v: Value| series_node(SERIES, json!({"DICOM": {kw: v}}));
+        let inst = |kw: &str, v: Value| instance_node(SOP1, json!({"DICOM": {kw: v}}));
+        let good = [
+            study("StudyDate", json!("20240229")),
+            study("StudyTime", json!("101010.123456")),
+            study("StudyTime", json!("10")),
+            study("PatientAge", json!("045Y")),
+            study("PatientWeight", json!("72.5")),
+            study("PatientSize", json!(" -1.5e3 ")),
+            study("StudyDescription", json!(null)),
+            study("ReferringPhysicianName", json!("DOE^JOHN^^^=JD")),
+            series("SeriesNumber", json!("12 ")),
+            series("Modality", json!("MR")),
+            series("FrameOfReferenceUID", json!("1.2.3.4")),
+            series("SeriesDescription", json!("x".repeat(64))),
+            inst("AcquisitionDateTime", json!("20240101101010.5+0100")),
+            inst("AcquisitionDateTime", json!("2024")),
+            inst("Rows", json!(65535)),
+            inst("InstanceNumber", json!("-2147483648")),
+            inst("StationAETitle", json!("AE_1")),
+        ];
+        for change in good {
+            let mut doc = base();
+            update(&mut doc, change.clone(), PLAIN).unwrap_or_else(|e| panic!("{change}: {e}"));
+        }
+        let forcible = [
+            study("StudyDate", json!("2024-01-01")),
+            study("StudyDate", json!("20230229")),
+            study("StudyTime", json!("2500")),
+            study("StudyTime", json!("10:10:10")),
+            study("PatientAge", json!("45Y")),
+            study("PatientWeight", json!("heavy")),
+            study("AccessionNumber", json!("x".repeat(17))),
+            study("ReferringPhysicianName", json!("a=b=c=d")),
+            study(
+                "ReferringPhysicianName",
+                json!(format!("{}^X", "a".repeat(64))),
+            ),
+            series("SeriesNumber", json!("1.5")),
+            series("SeriesNumber", json!("1234567890123")),
+            series("Modality", json!("mr")),
+            series("FrameOfReferenceUID", json!("1.2.x")),
+            series("SeriesDescription", json!("x".repeat(65))),
+            series("SeriesDescription", json!("a\u{7}b")),
+            inst("AcquisitionDateTime", json!("20241301")),
+            inst("StationAETitle", json!("x".repeat(17))),
+            inst("FileMetaInformationVersion", json!("not base64!")),
+        ];
+        for change in forcible {
+            let mut doc = base();
+            let m = message(update(&mut doc, change.clone(), PLAIN));
+            assert!(
+                m.contains("does not fit its VR") && m.contains("requires force"),
+                "{change}: {m}"
+            );
+            let mut doc = base();
+            update(&mut doc, change.clone(), FORCE).unwrap_or_else(|e| panic!("{change}: {e}"));
+        }
+        let never = [
+            study("StudyDate", json!(20240101)),
+            study("StudyDescription", json!({"a": 1})),
+            inst("Rows", json!(65536)),
+            inst("Rows", json!(-1)),
+            inst("Rows", json!("2")),
+            inst("Rows", json!(1.5)),
+            inst("InstanceNumber", json!(true)),
+            inst("FileMetaInformationVersion", json!(1)),
+        ];
+        for change in never {
+            let mut doc = base();
+            let m = message(update(&mut doc, change.clone(), FORCE));
+            assert!(
+                m.contains("does not fit its VR") && !m.contains("force"),
+                "{change}: {m}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_stored_as_on_import_and_in_key_order() {
+        let mut doc = base();
+        update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1,
+                "Patient": {"DICOM": {"PatientName": "ROE^RICHARD  ", "EthnicGroup": "X", "PatientSex": ""}},
+                "Study": {"Series": {SERIES: {"Instances": {SOP1: {"DICOM": {
+                    "AcquisitionNumber": "4 ", "ContentDate": "20240101"
+                }}}}}}}),
+            PLAIN,
+        )
+        .unwrap();
+        let patient = &doc.as_json()["Patient"]["DICOM"];
+        assert_eq!(
+            keys(patient),
+            ["EthnicGroup", "PatientID", "PatientName", "PatientSex"]
+        );
+        assert_eq!(patient["PatientName"], "ROE^RICHARD");
+        assert_eq!(patient["PatientSex"], Value::Null);
+        let inst = instance(&doc, SERIES, SOP1);
+        assert_eq!(inst["DICOM"]["AcquisitionNumber"], "4 ");
+        assert_eq!(
+            keys(&inst["DICOM"]),
+            [
+                "TransferSyntaxUID",
+                "ImageType",
+                "SOPClassUID",
+                "SOPInstanceUID",
+                "ContentDate",
+                "00091001",
+                "AcquisitionNumber",
+                "InstanceNumber",
+                "Rows",
+                "Columns",
+                "PixelData"
+            ]
+        );
+        let top: Vec<&String> = doc.as_json().keys().collect();
+        assert_eq!(
+            top,
+            [
+                "SchemaVersion",
+                "DatastoreID",
+                "ImageSetID",
+                "Patient",
+                "Study"
+            ]
+        );
+    }
+
+    #[test]
+    fn nodes_must_exist_and_removals_come_first() {
+        let mut doc = base();
+        let m = message(update(
+            &mut doc,
+            series_node("1.2.840.77", json!({"DICOM": {"Modality": "MR"}})),
+            PLAIN,
+        ));
+        assert!(
+            m.contains("updatableAttributes: series Study.Series.<series> does not exist"),
+            "{m}"
+        );
+        let m = message(update(
+            &mut doc,
+            instance_node("1.2.840.77", json!({"DICOM": {}})),
+            PLAIN,
+        ));
+        assert!(m.contains("Instances.<instance> does not exist"), "{m}");
+        // Both documents: removals first, then updates.
+        let r = parse(
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"StudyDescription": null}}}),
+            REMOVABLE,
+        );
+        let u = parse(
+            json!({"SchemaVersion": "1.1", "Study": {"DICOM": {"StudyDescription": "NEW"}}}),
+            UPDATABLE,
+        );
+        doc.apply_updates(Some(&u), Some(&r), PLAIN).unwrap();
+        assert_eq!(doc.as_json()["Study"]["DICOM"]["StudyDescription"], "NEW");
+        // An update of a removed instance fails.
+        let r = parse(instance_node(SOP1, json!({})), REMOVABLE);
+        let u = parse(
+            instance_node(SOP1, json!({"DICOM": {"InstanceNumber": "2"}})),
+            UPDATABLE,
+        );
+        let m = message(doc.apply_updates(Some(&u), Some(&r), PLAIN));
+        assert!(m.contains("does not exist"), "{m}");
+        // Empty nodes change nothing.
+        let mut doc = base();
+        let before = doc.clone();
+        update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Patient": {}, "Study": {"DICOM": {}, "Series": {}}}),
+            PLAIN,
+        )
+        .unwrap();
+        remove(
+            &mut doc,
+            series_node(SERIES, json!({"DICOM": {}, "Instances": {}})),
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(doc, before);
+    }
+
+    #[test]
+    fn study_updates_for_other_primary_image_sets() {
+        let mut doc = base();
+        let u = parse(
+            json!({"SchemaVersion": 1.1,
+                "Study": {"DICOM": {"StudyDescription": "HEAD"},
+                          "Series": {"1.2.840.77": {"DICOM": {"Modality": "MR"}}}}}),
+            UPDATABLE,
+        );
+        let r = parse(
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"AccessionNumber": null},
+                "Series": {"1.2.840.77": {}}}}),
+            REMOVABLE,
+        );
+        doc.apply_study_updates(Some(&u), Some(&r), PRIMARY)
+            .unwrap();
+        assert_eq!(doc.as_json()["Study"]["DICOM"]["StudyDescription"], "HEAD");
+        assert_eq!(doc.grouping_key().accession_number, None);
+        assert_eq!(
+            doc.as_json()["Study"]["Series"][SERIES]["DICOM"]["Modality"],
+            "CT"
+        );
+        // The same rules apply to the part that is applied.
+        let u = parse(
+            json!({"SchemaVersion": 1.1, "Patient": {"DICOM": {"PatientName": "X"}}}),
+            UPDATABLE,
+        );
+        assert!(doc.apply_study_updates(Some(&u), None, PRIMARY).is_err());
+    }
+
+    // ----- copies -----
+
+    #[test]
+    fn copy_selection_parsing() {
+        let sel = parse_copy_selection(&format!(
+            r#"{{"SchemaVersion":"1.1","Study":{{"Series":{{"{SERIES}":{{"Instances":{{"{SOP1}":{{}}}}}},"1.2.840.99.4":{{}}}}}}}}"#
+        ))
+        .unwrap();
+        let got: Vec<_> = sel
+            .series()
+            .map(|(s, i)| (s.to_string(), i.cloned()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (SERIES.to_string(), Some(BTreeSet::from([SOP1.to_string()]))),
+                ("1.2.840.99.4".to_string(), None),
+            ]
+        );
+        let sel = parse_copy_selection(
+            r#"{"SchemaVersion":1.1,"Study":{"Series":{"1.2":{"Instances":{}}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(sel.series["1.2"], None);
+        let e = |t: &str| parse_copy_selection(t).unwrap_err().0;
+        assert_eq!(e("{"), "copiableAttributes is not valid JSON");
+        assert_eq!(e(r#""x""#), "copiableAttributes must be a JSON object");
+        assert!(e(r#"{"Study":{"Series":{"1.2":{}}}}"#).contains("SchemaVersion is required"));
+        assert!(e(r#"{"SchemaVersion":1.1,"Study":{"Series":{}}}"#).contains("selects no series"));
+        assert!(e(r#"{"SchemaVersion":1.1}"#).contains("selects no series"));
+        assert_eq!(
+            e(r#"{"SchemaVersion":1.1,"Study":{"Series":{"1.2":{"DICOM":{}}}}}"#),
+            "copiableAttributes: unknown member Study.Series.<series>.DICOM"
+        );
+        assert!(
+            e(r#"{"SchemaVersion":1.1,"Study":{"Series":{"1.2":{"Instances":{"1.3":{"x":1}}}}}}"#)
+                .contains("unknown member Study.Series.<series>.Instances.<instance>.x")
+        );
+    }
+
+    #[test]
+    fn select_for_copy_whole_and_subset() {
+        let other = "1.2.840.99.4";
+        let doc = doc_of(&[
+            (SERIES, "1", &[SOP1, SOP2]),
+            (other, "2", &["1.2.840.99.5"]),
+        ]);
+        let all = doc.select_for_copy(None).unwrap();
+        assert_eq!(all, doc);
+        assert_eq!(all.frame_count(), 3);
+        let sel = parse_copy_selection(&format!(
+            r#"{{"SchemaVersion":"1.1","Study":{{"Series":{{"{SERIES}":{{"Instances":{{"{SOP2}":{{}}}}}}}}}}}}"#
+        ))
+        .unwrap();
+        let part = doc.select_for_copy(Some(&sel)).unwrap();
+        assert_eq!(part.image_set_id(), doc.image_set_id());
+        assert_eq!(keys(&part.as_json()["Study"]["Series"]), [SERIES]);
+        assert_eq!(
+            keys(&part.as_json()["Study"]["Series"][SERIES]["Instances"]),
+            [SOP2]
+        );
+        assert_eq!(part.frame_count(), 1);
+        assert_eq!(part.as_json()["Patient"], doc.as_json()["Patient"]);
+        assert_eq!(
+            part.as_json()["Study"]["DICOM"],
+            doc.as_json()["Study"]["DICOM"]
+        );
+        let whole = parse_copy_selection(&format!(
+            r#"{{"SchemaVersion":"1.1","Study":{{"Series":{{"{other}":{{}}}}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            doc.select_for_copy(Some(&whole)).unwrap().instance_count(),
+            1
+        );
+        let missing =
+            parse_copy_selection(r#"{"SchemaVersion":1.1,"Study":{"Series":{"1.2.840.77":{}}}}"#)
+                .unwrap();
+        let m = doc.select_for_copy(Some(&missing)).unwrap_err().0;
+        assert_eq!(
+            m,
+            "copiableAttributes: series Study.Series.<series> is not in the source image set"
+        );
+        let missing = parse_copy_selection(&format!(
+            r#"{{"SchemaVersion":1.1,"Study":{{"Series":{{"{SERIES}":{{"Instances":{{"1.2.840.77":{{}}}}}}}}}}}}"#
+        ))
+        .unwrap();
+        let m = doc.select_for_copy(Some(&missing)).unwrap_err().0;
+        assert!(
+            m.contains("copiableAttributes: instance") && !m.contains("1.2.840"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn merge_into_a_matching_destination() {
+        let mut dest = doc_of(&[(SERIES, "1", &[SOP1])]);
+        let source = doc_of(&[(SERIES, "1 ", &[SOP2])]);
+        dest.merge_copy(&source, false).unwrap();
+        assert_eq!(
+            keys(&dest.as_json()["Study"]["Series"][SERIES]["Instances"]),
+            [SOP1, SOP2]
+        );
+        assert_eq!(dest.frame_count(), 2);
+        assert_eq!(dest.image_set_id(), "a".repeat(32));
+        // The same SOP Instance UID again.
+        let m = dest.merge_copy(&source, false).unwrap_err().0;
+        assert_eq!(m, DUPLICATE_SOP_INSTANCE);
+        assert_eq!(
+            m,
+            "INVALID_REQUEST: SOP Instance UIDs must be unique within the destination image set."
+        );
+        let m = dest.merge_copy(&source, true).unwrap_err().0;
+        assert_eq!(m, DUPLICATE_SOP_INSTANCE);
+    }
+
+    #[test]
+    fn merge_mismatch_and_force() {
+        let mut dest = doc_of(&[(SERIES, "1", &[SOP1])]);
+        // Different SeriesNumber.
+        let source = doc_of(&[(SERIES, "2", &[SOP2])]);
+        let m = dest.merge_copy(&source, false).unwrap_err().0;
+        assert_eq!(
+            m,
+            "INVALID_REQUEST: Series of SourceImageSet and DestinationImageSet don't match."
+        );
+        // A series the destination does not have.
+        let new_series = "1.2.840.99.4";
+        let mut source = doc_of(&[(new_series, "2", &["1.2.840.99.5"])]);
+        assert_eq!(
+            dest.merge_copy(&source, false).unwrap_err().0,
+            SERIES_MISMATCH
+        );
+        // Different study-level grouping element.
+        let mut other_study = doc_of(&[(SERIES, "1", &[SOP2])]);
+        other_study
+            .apply_updates(
+                Some(&parse(
+                    json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"AccessionNumber": "A2"}}}),
+                    UPDATABLE,
+                )),
+                None,
+                PLAIN,
+            )
+            .unwrap();
+        assert_eq!(
+            dest.merge_copy(&other_study, false).unwrap_err().0,
+            SERIES_MISMATCH
+        );
+        // With force: destination attributes stay, the new series keeps the source's.
+        source
+            .apply_updates(
+                Some(&parse(
+                    json!({"SchemaVersion": 1.1,
+                    "Patient": {"DICOM": {"PatientName": "OTHER^NAME"}},
+                    "Study": {"Series": {new_series: {"DICOM": {"Modality": "MR"}}}}}),
+                    UPDATABLE,
+                )),
+                None,
+                PLAIN,
+            )
+            .unwrap();
+        dest.merge_copy(&source, true).unwrap();
+        assert_eq!(
+            dest.as_json()["Patient"]["DICOM"]["PatientName"],
+            "DOE^JANE"
+        );
+        assert_eq!(
+            keys(&dest.as_json()["Study"]["Series"]),
+            [SERIES, new_series]
+        );
+        assert_eq!(
+            dest.as_json()["Study"]["Series"][new_series]["DICOM"]["Modality"],
+            "MR"
+        );
+        assert_eq!(
+            dest.as_json()["Study"]["Series"][SERIES]["DICOM"]["Modality"],
+            "CT"
+        );
+        assert_eq!(dest.instance_count(), 2);
+        assert_eq!(dest.frame_count(), 2);
+        // Force into an existing series with other attributes keeps the destination's.
+        let mut dest = doc_of(&[(SERIES, "1", &[SOP1])]);
+        let source = doc_of(&[(SERIES, "9", &[SOP2])]);
+        dest.merge_copy(&source, true).unwrap();
+        assert_eq!(
+            dest.as_json()["Study"]["Series"][SERIES]["DICOM"]["SeriesNumber"],
+            "1"
+        );
+        assert_eq!(dest.instance_count(), 2);
+    }
+
+    #[test]
+    fn grouping_key_and_frame_count() {
+        let doc = base();
+        assert_eq!(
+            doc.grouping_key(),
+            GroupingKey {
+                study_date: Some("20240101".into()),
+                accession_number: Some("A1".into()),
+                patient_id: Some("P1".into()),
+                study_instance_uid: Some("1.2.840.99.1".into()),
+                study_id: Some("S1".into()),
+                series_instance_uid: Some(SERIES.into()),
+                series_number: Some("1".into()),
+            }
+        );
+        assert_eq!(doc.frame_count(), 2);
+        let mut doc = base();
+        update(
+            &mut doc,
+            json!({"SchemaVersion": 1.1, "Study": {"DICOM": {"AccessionNumber": "  "}}}),
+            PLAIN,
+        )
+        .unwrap();
+        assert_eq!(doc.grouping_key().accession_number, None);
+        let empty = MetadataDocument::new("d", "i");
+        assert_eq!(empty.grouping_key(), GroupingKey::default());
+        assert_eq!(empty.frame_count(), 0);
     }
 }
