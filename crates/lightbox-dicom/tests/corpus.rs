@@ -108,6 +108,14 @@ fn every_corpus_file_parses_or_fails_as_expected() {
                         "{name}: document search tags differ from the instance's"
                     ));
                 }
+                // Changes regroup an image set from its document: the same key as the file's.
+                if doc.grouping_key() != p.grouping {
+                    problems.push(format!(
+                        "{name}: document grouping key differs from the instance's: {:?} vs {:?}",
+                        doc.grouping_key(),
+                        p.grouping
+                    ));
+                }
             }
             (Ok(_), Some((_, msg))) => problems.push(format!("{name}: parsed, expected `{msg}`")),
             (Err(e), None) => problems.push(format!("{name}: unexpected failure: {e}")),
