@@ -471,7 +471,8 @@ fn check_attribute(attr: &Attr, place: &Place<'_>, removing: bool) -> Result<(),
     let own = level_of(attr.tag32());
     if own != level {
         return fail(format!(
-            "{member}: {name} is a {own:?}-level attribute and cannot be given at the {level:?} level ({path})"
+            "{member}: {name} is {} {own:?}-level attribute and cannot be given at the {level:?} level ({path})",
+            if matches!(own, Level::Instance) { "an" } else { "a" }
         ));
     }
     if opts.is_primary && matches!(level, Level::Patient | Level::Series) {

@@ -656,6 +656,28 @@ impl SqlCatalog {
         row.as_ref().map(datastore_from_row).transpose()
     }
 
+    /// Reads a data store inside an open write transaction with a shared lock where the
+    /// dialect has row locks: it cannot be deleted meanwhile, yet other changes of its image sets
+    /// go on. (An exclusive lock here deadlocks with a transaction that holds an image set row and
+    /// whose foreign-key check of `image_sets.datastore_id` needs a key-share lock on this row.)
+    async fn share_datastore(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &DatastoreId,
+    ) -> Result<Option<Datastore>, StorageError> {
+        let lock = match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR SHARE",
+        };
+        let row = sqlx::query(Self::sql(format!(
+            "SELECT {DATASTORE_COLUMNS} FROM datastores WHERE id = $1{lock}"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        row.as_ref().map(datastore_from_row).transpose()
+    }
+
     /// Whether a resource exists and is live (its data store and, for image sets, the image set
     /// itself are not DELETED), inside an open transaction.
     async fn resource_is_live(
@@ -1497,11 +1519,13 @@ impl Catalog for SqlCatalog {
     ) -> Result<BeginChangeOutcome, StorageError> {
         let ds = &change.datastore_id;
         let mut tx = self.begin_write().await?;
-        let d = self.lock_datastore(&mut tx, ds).await?;
+        let d = self.share_datastore(&mut tx, ds).await?;
         if d.map(|d| d.status) != Some(DatastoreStatus::Active) {
             tx.rollback().await?;
             return Ok(BeginChangeOutcome::DatastoreNotActive);
         }
+        self.lock_in_order(&mut tx, ds, change.locks.iter().map(|l| &l.id))
+            .await?;
         let mut out = Vec::with_capacity(change.locks.len() + 1);
         for lock in &change.locks {
             match self
@@ -1550,6 +1574,13 @@ impl Catalog for SqlCatalog {
         end: &ChangeEnd,
     ) -> Result<bool, StorageError> {
         let mut tx = self.begin_write().await?;
+        let ids = end.versions.iter().map(|(id, _, _)| id);
+        self.lock_in_order(
+            &mut tx,
+            datastore_id,
+            ids.chain(end.unlock.iter().map(|(id, _, _)| id)),
+        )
+        .await?;
         for (id, version, completion) in &end.versions {
             if !self
                 .complete_version_in(&mut tx, datastore_id, id, *version, completion, end.now)
@@ -1985,6 +2016,31 @@ impl SqlCatalog {
                 item.study_series = *series;
                 item.study_instances = *instances;
             }
+        }
+        Ok(())
+    }
+
+    /// Locks image set rows in id order (PostgreSQL; SQLite's write transaction already
+    /// excludes other writers): transactions that lock several image sets — a copy's source and
+    /// destination, a study-wide update — then never wait on each other in a cycle.
+    async fn lock_in_order<'a>(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        ds: &DatastoreId,
+        ids: impl Iterator<Item = &'a ImageSetId>,
+    ) -> Result<(), StorageError> {
+        if self.dialect != Dialect::Postgres {
+            return Ok(());
+        }
+        let mut ids: Vec<&str> = ids.map(ImageSetId::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            sqlx::query("SELECT id FROM image_sets WHERE datastore_id = $1 AND id = $2 FOR UPDATE")
+                .bind(ds.as_str())
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         }
         Ok(())
     }

@@ -151,7 +151,10 @@ async fn update_and_revert(c: &dyn Catalog) {
             Millis(60)
         )
     );
-    assert_eq!(frame_ids(c, &ds, &id, 2).await, [f2.frame_id.clone()]);
+    assert_eq!(
+        frame_ids(c, &ds, &id, 2).await,
+        std::slice::from_ref(&f2.frame_id)
+    );
     let (_, frame) = c
         .get_image_frame(&ds, &id, &f1.frame_id)
         .await
@@ -201,7 +204,10 @@ async fn update_and_revert(c: &dyn Catalog) {
     };
     let both = sorted(vec![f1.frame_id.clone(), f2.frame_id.clone()]);
     assert_eq!(sorted(frame_ids(c, &ds, &id, 3).await), both);
-    assert_eq!(frame_ids(c, &ds, &id, 2).await, [f2.frame_id.clone()]);
+    assert_eq!(
+        frame_ids(c, &ds, &id, 2).await,
+        std::slice::from_ref(&f2.frame_id)
+    );
     assert_eq!(sorted(frame_ids(c, &ds, &id, 1).await), both);
     let (_, frame) = c
         .get_image_frame(&ds, &id, &f1.frame_id)
@@ -604,7 +610,7 @@ async fn copy_and_delete(c: &dyn Catalog) {
         .into_iter()
         .map(|s| s.image_set.id)
         .collect();
-    assert_eq!(found, [source.clone()]);
+    assert_eq!(found, std::slice::from_ref(&source));
     assert_eq!(
         c.list_tags(&ResourceRef::ImageSet(ds.clone(), source.clone()))
             .await
