@@ -18,6 +18,9 @@ use serde_json::{Map, Value};
 use crate::import::{grouping_json, internal, truncate_message};
 use crate::{Service, ServiceError};
 
+/// A decoded `updatableAttributes` / `removableAttributes` document.
+type ChangeDocument = Map<String, Value>;
+
 /// The job kind that finishes image set changes.
 pub(crate) const IMAGE_SET_CHANGE: &str = "image_set.change";
 
@@ -687,7 +690,16 @@ impl Service {
         for (i, (id, version)) in versions.iter().enumerate() {
             let (_, id) = parse_ids(datastore_id, id)?;
             let r = self
-                .updated_version(&ds, &id, *version, job, *revert_to, (&u, &r), opts, i > 0)
+                .updated_version(
+                    &ds,
+                    &id,
+                    *version,
+                    job,
+                    *revert_to,
+                    (u.as_ref(), r.as_ref()),
+                    opts,
+                    i > 0,
+                )
                 .await;
             match r {
                 Ok(c) => computed.push((id, *version, c)),
@@ -739,7 +751,7 @@ impl Service {
         version: i64,
         job: &Job,
         revert_to: Option<i64>,
-        (updatable, removable): (&Option<Map<String, Value>>, &Option<Map<String, Value>>),
+        (updatable, removable): (Option<&ChangeDocument>, Option<&ChangeDocument>),
         opts: UpdateOptions,
         study_only: bool,
     ) -> Result<VersionCompletion, String> {
@@ -766,9 +778,9 @@ impl Service {
         } else {
             let (mut doc, _, _) = self.load_document(ds, id, previous).await?;
             let applied = if study_only {
-                doc.apply_study_updates(updatable.as_ref(), removable.as_ref(), opts)
+                doc.apply_study_updates(updatable, removable, opts)
             } else {
-                doc.apply_updates(updatable.as_ref(), removable.as_ref(), opts)
+                doc.apply_updates(updatable, removable, opts)
             };
             applied.map_err(|e| e.0)?;
             let (key, size) = self.put_document(ds, &job.id, &doc).await?;
