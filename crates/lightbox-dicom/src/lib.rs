@@ -8,6 +8,7 @@
 //! (`GetImageSetMetadata`), built instance by instance.
 
 mod changes;
+mod dicom_json;
 mod document;
 mod instance;
 mod json;
@@ -20,6 +21,7 @@ pub use changes::{
     ChangeError, CopySelection, DUPLICATE_SOP_INSTANCE, SERIES_MISMATCH, UpdateOptions,
     parse_change_document, parse_copy_selection,
 };
+pub use dicom_json::{DicomJsonOptions, bulk_data_hash};
 pub use document::{DocumentError, FrameEntry, MetadataDocument, StoredInstance, gzip};
 pub use instance::parse_p10;
 pub use json::{hex_key, is_multi_valued, key_of, tag_of_key};
