@@ -9,6 +9,7 @@
 //! member names; it holds no state of its own beyond configuration.
 
 mod decode;
+pub mod dicomweb;
 mod error;
 mod http;
 mod input;

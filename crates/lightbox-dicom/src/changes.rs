@@ -472,7 +472,11 @@ fn check_attribute(attr: &Attr, place: &Place<'_>, removing: bool) -> Result<(),
     if own != level {
         return fail(format!(
             "{member}: {name} is {} {own:?}-level attribute and cannot be given at the {level:?} level ({path})",
-            if matches!(own, Level::Instance) { "an" } else { "a" }
+            if matches!(own, Level::Instance) {
+                "an"
+            } else {
+                "a"
+            }
         ));
     }
     if opts.is_primary && matches!(level, Level::Patient | Level::Series) {
