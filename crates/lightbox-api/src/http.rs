@@ -213,6 +213,24 @@ async fn process(
         return ("-", Err(e.into()));
     }
 
+    if let Some(found) = crate::dicomweb::match_route(parts.method.as_str(), parts.uri.path()) {
+        let Ok(route) = found else {
+            return (
+                "-",
+                Err(ApiError::new(
+                    405,
+                    "UnknownOperationException",
+                    format!("Method {} is not allowed on this resource", parts.method),
+                )),
+            );
+        };
+        let action = route.action();
+        let req = crate::dicomweb::DicomwebRequest::new(parts.uri.query(), headers);
+        return (
+            action,
+            crate::dicomweb::handle(state.service.clone(), route, req).await,
+        );
+    }
     let matched = match router::route(parts.method.as_str(), parts.uri.path()) {
         Ok(m) => m,
         Err(NoRoute::MethodNotAllowed) => {
