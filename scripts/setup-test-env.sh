@@ -23,11 +23,11 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-stamp=.venv/.lightbox-deps-v2
+stamp=.venv/.lightbox-deps-v3
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --disable-pip-version-check \
     'boto3>=1.40' 'awscli>=1.40' 'pydicom==3.0.2' 'pydicom-data==1.0.0' numpy \
-    'imagecodecs' 'pylibjpeg>=2' 'pylibjpeg-openjpeg>=2.4' 'pylibjpeg-libjpeg>=2.3' pillow pytest
+    'imagecodecs' 'pylibjpeg>=2' 'pylibjpeg-openjpeg>=2.4' 'pylibjpeg-libjpeg>=2.3' pillow pytest 'dicomweb-client>=0.59'
   touch "$stamp"
 fi
 echo "test environment ready: $(.venv/bin/python --version), ojph $(command -v ojph_compress), opj $(command -v opj_decompress)"
