@@ -129,7 +129,7 @@ impl Service {
 
     /// Records a touch of an image set (storage tiers). Failing to record it does not fail the
     /// read that touched it.
-    async fn touch(&self, image_set: &ImageSet) {
+    pub(crate) async fn touch(&self, image_set: &ImageSet) {
         let now = self.clock.now();
         if now.0 - image_set.last_accessed_at.0 < TOUCH_GRANULARITY.as_millis() as i64 {
             return;
@@ -149,7 +149,7 @@ impl Service {
     }
 
     /// A blob as a stream: read whole when small, streamed otherwise.
-    async fn read_blob(
+    pub(crate) async fn read_blob(
         &self,
         key: &str,
         size: Option<u64>,

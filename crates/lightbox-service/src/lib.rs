@@ -8,17 +8,20 @@
 mod changes;
 mod clock;
 mod datastores;
+mod dicomweb;
 mod error;
 mod image_sets;
 mod import;
 mod import_jobs;
 mod jobs;
+mod qido;
 mod tags;
 mod token;
 
 pub use changes::{CopyInput, CopyOutcome, MetadataUpdates, UpdateInput};
 pub use clock::{Clock, OffsetClock};
 pub use datastores::CreateDatastoreInput;
+pub use dicomweb::{InstanceFrames, PixelAttributes, SeriesRef, parse_frame_list};
 pub use error::ServiceError;
 pub use image_sets::{BlobStream, FrameRead, ImageSetView, SearchPage, TOUCH_GRANULARITY};
 pub use import_jobs::{StartImportJobInput, split_s3_uri};
@@ -26,6 +29,10 @@ pub use jobs::default_poll_interval;
 pub use lightbox_storage::{
     FrameRecord, ImageSetFilter, ImageSetSearch, ImageSetSortField, ImageSetSummary,
     ImageSetTextField, ImageSetVersion,
+};
+pub use qido::{
+    DicomSeries, DicomStudy, QIDO_MAX_INCLUDE_FIELDS, QIDO_MAX_LIMIT, QidoInclude, QidoLevel,
+    QidoPage, QidoSearch, parse_qido,
 };
 
 use std::sync::Arc;
@@ -148,6 +155,8 @@ pub struct Service {
     s3: Option<Arc<dyn lightbox_s3::S3Access>>,
     /// Wakes this node's job workers when a request enqueued work.
     wake: tokio::sync::Notify,
+    /// Parsed metadata documents of recent DICOMweb reads, by blob key.
+    documents: dicomweb::DocumentCache,
 }
 
 impl Service {
@@ -167,6 +176,7 @@ impl Service {
             tokens,
             s3: None,
             wake: tokio::sync::Notify::new(),
+            documents: dicomweb::DocumentCache::default(),
         })
     }
 

@@ -347,6 +347,81 @@ pub struct ImageSetSummary {
     pub study_instances: i64,
 }
 
+/// An attribute QIDO-RS matches, as the catalog stores it (the latest version of a primary
+/// image set; study attributes of a study come from its most recently updated one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DicomAttribute {
+    PatientName,
+    PatientId,
+    PatientBirthDate,
+    PatientSex,
+    AccessionNumber,
+    StudyId,
+    StudyInstanceUid,
+    StudyDate,
+    StudyTime,
+    StudyDescription,
+    /// Any primary series of the study has a matching Modality.
+    ModalitiesInStudy,
+    SeriesInstanceUid,
+    Modality,
+    SeriesNumber,
+    BodyPartExamined,
+}
+
+/// How one QIDO-RS condition matches (PS3.4 C.2.2.2; values as the client sent them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DicomMatch {
+    /// Equal, case-sensitive.
+    Exact(String),
+    /// `*` (any run) and `?` (one character), case-sensitive.
+    Wildcard(String),
+    /// Equal to one of the values.
+    AnyOf(Vec<String>),
+    /// Inclusive range of normalised values: DA `YYYYMMDD`, TM `HHMMSSffffff` (12 digits);
+    /// `None` is an open end.
+    Range(Option<String>, Option<String>),
+    /// PN fuzzy matching: some name component (split at `^`, `=` and spaces) starts with the
+    /// value, case-insensitively (`*` / `?` allowed inside).
+    Fuzzy(String),
+}
+
+/// One condition of a QIDO-RS query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DicomCondition {
+    pub attribute: DicomAttribute,
+    pub matching: DicomMatch,
+}
+
+/// A QIDO-RS query: every condition must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DicomQuery {
+    pub conditions: Vec<DicomCondition>,
+}
+
+/// A study as QIDO-RS sees it: the live primary image sets sharing a StudyInstanceUID.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DicomStudy {
+    /// Patient and study attributes of the most recently updated primary image set of the
+    /// study (its series attributes are not the study's).
+    pub tags: ImageSetDicomTags,
+    /// Distinct modalities of the study's primary image sets, sorted.
+    pub modalities: Vec<String>,
+    pub series: i64,
+    pub instances: i64,
+    /// The latest `updated_at` of the study's primary image sets.
+    pub updated_at: Millis,
+}
+
+/// A series as QIDO-RS sees it: one live primary image set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DicomSeries {
+    pub image_set_id: ImageSetId,
+    pub tags: ImageSetDicomTags,
+    pub instances: i64,
+    pub updated_at: Millis,
+}
+
 /// The relational half of storage. Implementations must be safe to share between several
 /// Lightbox processes: every guarantee below is enforced by the database, not process memory.
 #[async_trait]
@@ -620,6 +695,28 @@ pub trait Catalog: Send + Sync + 'static {
         after: Option<&Cursor>,
         limit: u32,
     ) -> Result<Page<ImageSetVersion>, StorageError>;
+
+    /// QIDO-RS studies of a data store matching `query`, most recently updated first (ties by
+    /// StudyInstanceUID), `limit` of them after skipping `offset`; from indexes only.
+    async fn search_dicom_studies(
+        &self,
+        datastore_id: &DatastoreId,
+        query: &DicomQuery,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<DicomStudy>, StorageError>;
+
+    /// QIDO-RS series (live primary image sets) of a data store, or of one study, matching
+    /// `query` (study attributes on each image set's own values), by SeriesNumber ascending
+    /// (absent last; ties by SeriesInstanceUID).
+    async fn search_dicom_series(
+        &self,
+        datastore_id: &DatastoreId,
+        study_instance_uid: Option<&str>,
+        query: &DicomQuery,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<DicomSeries>, StorageError>;
 
     /// An image set and, if it is live in its latest version, one of its frames.
     async fn get_image_frame(

@@ -19,10 +19,11 @@ use crate::StorageError;
 use crate::catalog::{
     BeginChangeOutcome, BeginVersionOutcome, Catalog, ChangeEnd, ChangeLock,
     CreateDatastoreOutcome, CreateImageSetOutcome, CreateImportJobOutcome, Cursor,
-    DeleteDatastoreOutcome, FrameRecord, ImageSetChange, ImageSetContent, ImageSetFilter,
-    ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField, ImageSetVersion, Job,
-    JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page, PrimaryImageSet,
-    TagOutcome, VersionCompletion,
+    DeleteDatastoreOutcome, DicomAttribute, DicomCondition, DicomMatch, DicomQuery, DicomSeries,
+    DicomStudy, FrameRecord, ImageSetChange, ImageSetContent, ImageSetFilter, ImageSetSearch,
+    ImageSetSortField, ImageSetSummary, ImageSetTextField, ImageSetVersion, Job, JobOutcome,
+    JobState, Lease, NewDatastore, NewImageSet, NewJob, Page, PrimaryImageSet, TagOutcome,
+    VersionCompletion,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "changes",
         include_str!("../migrations/common/0005_changes.sql"),
     ),
+    (
+        6,
+        "qido",
+        include_str!("../migrations/common/0006_qido.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -84,6 +90,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "changes",
         include_str!("../migrations/common/0005_changes.sql"),
+    ),
+    (
+        6,
+        "qido",
+        include_str!("../migrations/common/0006_qido.sql"),
     ),
 ];
 
@@ -1906,6 +1917,104 @@ impl Catalog for SqlCatalog {
         Ok(Page { items, next })
     }
 
+    async fn search_dicom_studies(
+        &self,
+        datastore_id: &DatastoreId,
+        query: &DicomQuery,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<DicomStudy>, StorageError> {
+        // A study is represented by its most recently updated live primary image set (ties by
+        // id): walking those in updated_at order is the study order, and a page stops early.
+        let mut params = vec![Param::Text(datastore_id.as_str().to_owned())];
+        let columns = qualified("r", TAG_COLUMNS);
+        let mut sql = format!(
+            "SELECT {columns}, r.updated_at FROM image_sets r \
+             WHERE r.datastore_id = $1 AND r.is_primary = 1 AND r.state <> 'DELETED' \
+             AND r.study_instance_uid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM image_sets n \
+             WHERE n.datastore_id = r.datastore_id AND n.study_instance_uid = r.study_instance_uid \
+             AND n.is_primary = 1 AND n.state <> 'DELETED' AND (n.updated_at > r.updated_at \
+             OR (n.updated_at = r.updated_at AND n.id > r.id)))"
+        );
+        for c in &query.conditions {
+            sql.push_str(" AND ");
+            sql.push_str(&dicom_condition(self.dialect, c, &mut params));
+        }
+        let l = param(&mut params, Param::Int(i64::from(limit)));
+        let o = param(&mut params, Param::Int(offset.min(i64::MAX as u64) as i64));
+        sql.push_str(&format!(
+            " ORDER BY r.updated_at DESC, r.study_instance_uid ASC LIMIT {l} OFFSET {o}"
+        ));
+        let rows = bind_all(sqlx::query(Self::sql(sql)), params)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut studies = Vec::with_capacity(rows.len());
+        for row in &rows {
+            studies.push(DicomStudy {
+                tags: tags_from_row(row)?,
+                modalities: Vec::new(),
+                series: 0,
+                instances: 0,
+                updated_at: Millis(row.try_get("updated_at")?),
+            });
+        }
+        self.fill_dicom_study_counts(datastore_id, &mut studies)
+            .await?;
+        Ok(studies)
+    }
+
+    async fn search_dicom_series(
+        &self,
+        datastore_id: &DatastoreId,
+        study_instance_uid: Option<&str>,
+        query: &DicomQuery,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<DicomSeries>, StorageError> {
+        let mut params = vec![Param::Text(datastore_id.as_str().to_owned())];
+        let columns = qualified("r", TAG_COLUMNS);
+        // Within a study, its few rows are sorted; over the data store, the series index (migration
+        // 6) is walked in order. SQLite's planner, without statistics, needs telling.
+        let index = match (self.dialect, study_instance_uid) {
+            (Dialect::Sqlite, Some(_)) => " INDEXED BY image_sets_by_study_primary",
+            _ => "",
+        };
+        let mut sql = format!(
+            "SELECT r.id, r.updated_at, {columns} FROM image_sets r{index} \
+             WHERE r.datastore_id = $1 AND r.is_primary = 1 AND r.state <> 'DELETED'"
+        );
+        if let Some(study) = study_instance_uid {
+            let p = param(&mut params, Param::Text(study.to_owned()));
+            sql.push_str(&format!(" AND r.study_instance_uid = {p}"));
+        }
+        for c in &query.conditions {
+            sql.push_str(" AND ");
+            sql.push_str(&dicom_condition(self.dialect, c, &mut params));
+        }
+        let l = param(&mut params, Param::Int(i64::from(limit)));
+        let o = param(&mut params, Param::Int(offset.min(i64::MAX as u64) as i64));
+        // Both dialects put absent series numbers last this way (their NULL orders differ).
+        sql.push_str(&format!(
+            " ORDER BY CASE WHEN r.series_number IS NULL THEN 1 ELSE 0 END, r.series_number, \
+             r.series_instance_uid, r.id LIMIT {l} OFFSET {o}"
+        ));
+        let rows = bind_all(sqlx::query(Self::sql(sql)), params)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let instances: Option<i64> = row.try_get("instance_count")?;
+            out.push(DicomSeries {
+                image_set_id: ImageSetId::parse(&id).map_err(|_| corrupt("image_sets.id"))?,
+                tags: tags_from_row(row)?,
+                instances: instances.unwrap_or(0),
+                updated_at: Millis(row.try_get("updated_at")?),
+            });
+        }
+        Ok(out)
+    }
+
     async fn get_image_frame(
         &self,
         datastore_id: &DatastoreId,
@@ -1966,6 +2075,65 @@ impl Catalog for SqlCatalog {
 }
 
 impl SqlCatalog {
+    /// Series and instance counts and modalities of QIDO-RS studies (their live primary image
+    /// sets).
+    async fn fill_dicom_study_counts(
+        &self,
+        datastore_id: &DatastoreId,
+        studies: &mut [DicomStudy],
+    ) -> Result<(), StorageError> {
+        if studies.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<&str> = studies
+            .iter()
+            .filter_map(|s| s.tags.study_instance_uid.as_deref())
+            .collect();
+        let placeholders: Vec<String> = (0..uids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT study_instance_uid, series_modality, COUNT(*) AS series, \
+             CAST(COALESCE(SUM(instance_count), 0) AS BIGINT) AS instances FROM image_sets \
+             WHERE datastore_id = $1 AND is_primary = 1 AND state <> 'DELETED' \
+             AND study_instance_uid IN ({}) GROUP BY study_instance_uid, series_modality",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(Self::sql(sql)).bind(datastore_id.as_str());
+        for u in &uids {
+            q = q.bind(*u);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut by_study: std::collections::HashMap<String, (i64, i64, Vec<String>)> =
+            std::collections::HashMap::new();
+        for r in &rows {
+            let study: String = r.try_get("study_instance_uid")?;
+            let modality: Option<String> = r.try_get("series_modality")?;
+            let e = by_study.entry(study).or_default();
+            e.0 += r.try_get::<i64, _>("series")?;
+            e.1 += r.try_get::<i64, _>("instances")?;
+            // Multi-valued modalities (`CT\PT`) count as each of their values.
+            for m in modality.iter().flat_map(|m| m.split('\\')) {
+                let m = m.trim();
+                if !m.is_empty() && !e.2.iter().any(|x| x == m) {
+                    e.2.push(m.to_owned());
+                }
+            }
+        }
+        for s in studies.iter_mut() {
+            if let Some((series, instances, modalities)) = s
+                .tags
+                .study_instance_uid
+                .as_deref()
+                .and_then(|u| by_study.get(u))
+            {
+                s.series = *series;
+                s.instances = *instances;
+                s.modalities = modalities.clone();
+                s.modalities.sort();
+            }
+        }
+        Ok(())
+    }
+
     /// Study-wide series and instance counts of the primary image sets in `items`.
     async fn fill_study_counts(
         &self,
@@ -2325,5 +2493,171 @@ impl SqlCatalog {
         .execute(&mut *tx)
         .await?;
         Ok(())
+    }
+}
+
+/// `columns` (a comma-separated list) qualified with `alias`.
+fn qualified(alias: &str, columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Binds dynamically collected parameters in order.
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for p in params {
+        q = match p {
+            Param::Text(t) => q.bind(t),
+            Param::Int(i) => q.bind(i),
+        };
+    }
+    q
+}
+
+/// The expression a QIDO-RS attribute is matched on, on the image set row `a` (`None` for
+/// ModalitiesInStudy, matched over the study's image sets).
+fn dicom_column(a: &str, attribute: DicomAttribute) -> Option<String> {
+    let column = match attribute {
+        DicomAttribute::PatientName => "patient_name",
+        DicomAttribute::PatientId => "patient_id",
+        DicomAttribute::PatientBirthDate => "patient_birth_date",
+        DicomAttribute::PatientSex => "patient_sex",
+        DicomAttribute::AccessionNumber => "accession_number",
+        DicomAttribute::StudyId => "study_id",
+        DicomAttribute::StudyInstanceUid => "study_instance_uid",
+        DicomAttribute::StudyDate => "study_date",
+        // HHMMSSffffff, normalised (migration 4's key; '' when the study has no valid date).
+        DicomAttribute::StudyTime => return Some(format!("SUBSTR({a}.study_date_time, 9, 12)")),
+        DicomAttribute::StudyDescription => "study_description",
+        DicomAttribute::SeriesInstanceUid => "series_instance_uid",
+        DicomAttribute::Modality => "series_modality",
+        DicomAttribute::SeriesNumber => "series_number",
+        DicomAttribute::BodyPartExamined => "series_body_part",
+        DicomAttribute::ModalitiesInStudy => return None,
+    };
+    Some(format!("{a}.{column}"))
+}
+
+/// `value` as a LIKE pattern (escape `\`): DICOM `*` / `?` become `%` / `_`, literal `%`, `_`
+/// and `\` are escaped.
+fn like_pattern(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    for ch in value.chars() {
+        match ch {
+            '\\' | '%' | '_' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '*' => out.push('%'),
+            '?' => out.push('_'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One QIDO-RS condition as SQL on `image_sets r`, its values appended to `params`.
+fn dicom_condition(dialect: Dialect, c: &DicomCondition, params: &mut Vec<Param>) -> String {
+    dicom_condition_on(dialect, "r", c, params)
+}
+
+fn dicom_condition_on(
+    dialect: Dialect,
+    a: &str,
+    c: &DicomCondition,
+    params: &mut Vec<Param>,
+) -> String {
+    let Some(column) = dicom_column(a, c.attribute) else {
+        let inner = DicomCondition {
+            attribute: DicomAttribute::Modality,
+            matching: c.matching.clone(),
+        };
+        let cond = dicom_condition_on(dialect, "m", &inner, params);
+        return format!(
+            "EXISTS (SELECT 1 FROM image_sets m WHERE m.datastore_id = r.datastore_id \
+             AND m.study_instance_uid = r.study_instance_uid AND m.is_primary = 1 \
+             AND m.state <> 'DELETED' AND {cond})"
+        );
+    };
+    let integer = c.attribute == DicomAttribute::SeriesNumber;
+    let value = |params: &mut Vec<Param>, v: &str| -> Option<String> {
+        if integer {
+            let n = v.trim().parse::<i64>().ok()?;
+            Some(param(params, Param::Int(n)))
+        } else {
+            Some(param(params, Param::Text(v.to_owned())))
+        }
+    };
+    match &c.matching {
+        DicomMatch::Exact(v) => match value(params, v) {
+            Some(p) => format!("{column} = {p}"),
+            None => "1 = 0".into(),
+        },
+        DicomMatch::AnyOf(vs) => {
+            let ps: Vec<String> = vs.iter().filter_map(|v| value(params, v)).collect();
+            if ps.is_empty() {
+                "1 = 0".into()
+            } else {
+                format!("{column} IN ({})", ps.join(", "))
+            }
+        }
+        DicomMatch::Wildcard(v) if !integer => match dialect {
+            // SQLite's LIKE ignores ASCII case; GLOB is case-sensitive, as DICOM matching is.
+            Dialect::Sqlite => {
+                let p = param(params, Param::Text(v.replace('[', "[[]")));
+                format!("{column} GLOB {p}")
+            }
+            Dialect::Postgres => {
+                let p = param(params, Param::Text(like_pattern(v)));
+                format!("{column} LIKE {p} ESCAPE '\\'")
+            }
+        },
+        DicomMatch::Range(lo, hi) if !integer => {
+            let mut parts = Vec::new();
+            if c.attribute == DicomAttribute::StudyTime {
+                parts.push(format!("{a}.study_date_time <> ''"));
+            }
+            if let Some(lo) = lo {
+                parts.push(format!(
+                    "{column} >= {}",
+                    param(params, Param::Text(lo.clone()))
+                ));
+            }
+            if let Some(hi) = hi {
+                parts.push(format!(
+                    "{column} <= {}",
+                    param(params, Param::Text(hi.clone()))
+                ));
+            }
+            if parts.is_empty() {
+                parts.push(format!("{column} IS NOT NULL"));
+            }
+            format!("({})", parts.join(" AND "))
+        }
+        DicomMatch::Fuzzy(v) if !integer => {
+            // A name component starts with the value: at the start, or after `^`, `=` or a space.
+            let p = like_pattern(v);
+            let alternatives: Vec<String> = [
+                format!("{p}%"),
+                format!("%^{p}%"),
+                format!("%={p}%"),
+                format!("% {p}%"),
+            ]
+            .into_iter()
+            .map(|pattern| {
+                let p = param(params, Param::Text(pattern));
+                format!("LOWER({column}) LIKE LOWER({p}) ESCAPE '\\'")
+            })
+            .collect();
+            format!("({})", alternatives.join(" OR "))
+        }
+        // Wildcards, ranges and fuzzy matching on a number match nothing (the service rejects
+        // them before they get here).
+        _ => "1 = 0".into(),
     }
 }

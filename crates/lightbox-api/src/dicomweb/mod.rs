@@ -4,7 +4,9 @@
 
 pub mod accept;
 pub mod multipart;
+pub mod qido;
 pub mod routes;
+pub mod wado;
 
 use std::sync::Arc;
 
@@ -82,6 +84,17 @@ pub async fn handle(
     route: DicomwebRoute,
     req: DicomwebRequest<'_>,
 ) -> Result<Response, ApiError> {
-    let _ = (&svc, &req, &route);
-    Err(no_operation())
+    match route {
+        DicomwebRoute::SearchStudies { .. } | DicomwebRoute::SearchSeries { .. } => {
+            qido::handle(svc, route, req).await
+        }
+        DicomwebRoute::SeriesMetadata { .. }
+        | DicomwebRoute::InstanceMetadata { .. }
+        | DicomwebRoute::InstanceFrames { .. }
+        | DicomwebRoute::Bulkdata { .. } => wado::handle(svc, route, req).await,
+        _ => {
+            let _ = (&svc, &req);
+            Err(no_operation())
+        }
+    }
 }

@@ -78,6 +78,7 @@ pub async fn run(catalog: Arc<dyn Catalog>) {
     version_compare_and_set(catalog.clone()).await;
     super::reads::run(&*catalog).await;
     super::changes::run(&*catalog).await;
+    super::qido::run(&*catalog).await;
 }
 
 async fn import_jobs(c: &dyn Catalog) {

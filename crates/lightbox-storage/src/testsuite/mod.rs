@@ -5,6 +5,7 @@ pub mod blob;
 pub mod catalog;
 pub mod changes;
 pub mod imports;
+pub mod qido;
 pub mod reads;
 
 /// Creates an empty PostgreSQL database next to the one `admin_url` names and returns its URL,

@@ -1,0 +1,323 @@
+//! QIDO-RS responses (SearchDICOMStudies, SearchDICOMSeries, SearchDICOMAllSeries): a JSON
+//! array of PS3.18 F.2 objects (`"GGGGEEEE": {"vr", "Value"}`, PN as `{"Alphabetic"}`, IS as
+//! numbers) in `application/dicom+json`.
+//!
+//! Study objects carry PS3.18 Table 6.7.1-2's attributes the catalog stores (StudyDate,
+//! StudyTime, AccessionNumber, InstanceAvailability, ModalitiesInStudy, PatientName, PatientID,
+//! PatientBirthDate, PatientSex, StudyInstanceUID, StudyID, the two counts, RetrieveURL) and
+//! StudyDescription; series objects Table 6.7.1-2a's (Modality, SeriesNumber,
+//! NumberOfSeriesRelatedInstances, RetrieveURL, SeriesInstanceUID) with BodyPartExamined and
+//! StudyInstanceUID, plus study attributes named by `includefield` (or `all`) or matched on.
+//! A required attribute without a value is sent empty (`{"vr"}`), as F.2.5 allows; attributes
+//! the catalog does not store (ReferringPhysicianName, SeriesDescription, …) are left out.
+//!
+//! No match is `200 []`, as HealthImaging answers. PS3.18 §8.3.4.4.1 currently says 204 with
+//! an empty payload; CP-2473 (2025, zero-result responses) moves it to 200, in line with RFC
+//! 9110 and C-FIND's "Success"; `dicomweb-client` and OHIF read both. A limit above 1000 (or
+//! none) with more results than fit gets PS3.18 §8.3.4.4's `Warning: 299` header.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderValue, header};
+use lightbox_domain::ImageSetDicomTags;
+use lightbox_service::{DicomSeries, DicomStudy, QidoInclude, QidoPage, Service};
+use serde_json::{Map, Value, json};
+
+use super::accept::parse_accept;
+use super::{DicomwebRequest, datastore_id};
+use crate::dicomweb::DicomwebRoute;
+use crate::error::ApiError;
+
+const DICOM_JSON: &str = "application/dicom+json";
+
+/// Runs SearchStudies / SearchSeries.
+pub async fn handle(
+    svc: Arc<Service>,
+    route: DicomwebRoute,
+    req: DicomwebRequest<'_>,
+) -> Result<Response, ApiError> {
+    let ds = datastore_id(&route)?;
+    let content_type = negotiate(&req)?;
+    let params = req.params();
+    let base = format!("{}/datastore/{ds}", req.base_url);
+    let (body, truncated) = match &route {
+        DicomwebRoute::SearchStudies { .. } => {
+            let page = svc.search_dicom_studies(&ds, &params).await?;
+            (render(&page, |s| study_json(s, &base)), page.truncated)
+        }
+        DicomwebRoute::SearchSeries { study, .. } => {
+            if let Some(uid) = study {
+                check_uid(uid)?;
+            }
+            let page = svc
+                .search_dicom_series(&ds, study.as_deref(), &params)
+                .await?;
+            (
+                render(&page, |s| series_json(s, &page.include, &base)),
+                page.truncated,
+            )
+        }
+        _ => return Err(super::no_operation()),
+    };
+    let body = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if truncated {
+        let host = req
+            .base_url
+            .split_once("://")
+            .map_or(req.base_url.as_str(), |(_, h)| h);
+        let warning = format!(
+            "299 {host} \"The number of results exceeded the maximum supported by the server. \
+             Additional results can be requested.\""
+        );
+        if let Ok(v) = HeaderValue::from_str(&warning) {
+            h.insert(header::WARNING, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn render<T>(page: &QidoPage<T>, one: impl Fn(&T) -> Map<String, Value>) -> Value {
+    Value::Array(page.items.iter().map(|i| Value::Object(one(i))).collect())
+}
+
+/// A study UID in the path: digits and dots, at most 64 characters.
+fn check_uid(uid: &str) -> Result<(), ApiError> {
+    let ok = uid.len() <= 64
+        && uid
+            .split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "The StudyInstanceUID in the path is not a valid UID",
+        ))
+    }
+}
+
+/// The response media type: `application/dicom+json`, or `application/json` when that is all
+/// the client accepts; 406 for anything else (no XML, no multipart).
+fn negotiate(req: &DicomwebRequest<'_>) -> Result<&'static str, ApiError> {
+    let mut joined = String::new();
+    for value in req.headers.get_all(header::ACCEPT) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::validation("The Accept header is not valid ASCII"))?;
+        if !joined.is_empty() {
+            joined.push_str(", ");
+        }
+        joined.push_str(text);
+    }
+    let ranges = parse_accept(&joined)
+        .map_err(|e| ApiError::validation(format!("The Accept header is malformed: {e}")))?;
+    if ranges.is_empty() {
+        return Ok(DICOM_JSON);
+    }
+    let accepted = |t: &str| ranges.iter().any(|r| r.q > 0.0 && r.media_type == t);
+    if accepted(DICOM_JSON) || accepted("application/*") || accepted("*/*") {
+        Ok(DICOM_JSON)
+    } else if accepted("application/json") {
+        Ok("application/json")
+    } else {
+        Err(ApiError::new(
+            406,
+            "NotAcceptableException",
+            "Search results are served as application/dicom+json only",
+        ))
+    }
+}
+
+/// `"GGGGEEEE": {"vr": vr, "Value": values}` (no `Value` when there are none).
+fn put(m: &mut Map<String, Value>, tag: u32, vr: &str, values: Vec<Value>) {
+    let mut element = Map::new();
+    element.insert("vr".into(), Value::String(vr.into()));
+    if !values.is_empty() {
+        element.insert("Value".into(), Value::Array(values));
+    }
+    m.insert(format!("{tag:08X}"), Value::Object(element));
+}
+
+/// A stored text value as DICOM JSON values (`\` separates values; an empty one is `null`).
+fn text(vr: &str, v: Option<&str>) -> Vec<Value> {
+    let trim = |s: &str| s.trim_matches(|c: char| c == ' ' || c == '\0').to_owned();
+    let Some(v) = v.map(trim).filter(|s| !s.is_empty()) else {
+        return Vec::new();
+    };
+    v.split('\\')
+        .map(|s| match trim(s) {
+            s if s.is_empty() => Value::Null,
+            s if vr == "PN" => json!({ "Alphabetic": s }),
+            s => Value::String(s),
+        })
+        .collect()
+}
+
+fn put_text(m: &mut Map<String, Value>, tag: u32, vr: &str, v: Option<&str>) {
+    put(m, tag, vr, text(vr, v));
+}
+
+fn put_int(m: &mut Map<String, Value>, tag: u32, v: Option<i64>) {
+    put(
+        m,
+        tag,
+        "IS",
+        v.map(|n| vec![Value::from(n)]).unwrap_or_default(),
+    );
+}
+
+/// Patient and study attributes of an image set's tags.
+fn study_attributes(m: &mut Map<String, Value>, t: &ImageSetDicomTags, only: Option<&QidoInclude>) {
+    let wants = |tag: u32| only.is_none_or(|i| i.wants(tag));
+    let texts: [(u32, &str, Option<&str>); 10] = [
+        (0x0008_0020, "DA", t.study_date.as_deref()),
+        (0x0008_0030, "TM", t.study_time.as_deref()),
+        (0x0008_0050, "SH", t.accession_number.as_deref()),
+        (0x0008_1030, "LO", t.study_description.as_deref()),
+        (0x0010_0010, "PN", t.patient_name.as_deref()),
+        (0x0010_0020, "LO", t.patient_id.as_deref()),
+        (0x0010_0030, "DA", t.patient_birth_date.as_deref()),
+        (0x0010_0040, "CS", t.patient_sex.as_deref()),
+        (0x0020_000D, "UI", t.study_instance_uid.as_deref()),
+        (0x0020_0010, "SH", t.study_id.as_deref()),
+    ];
+    for (tag, vr, v) in texts {
+        // The study UID is always part of a series object.
+        if wants(tag) || tag == 0x0020_000D {
+            put_text(m, tag, vr, v);
+        }
+    }
+}
+
+fn study_json(s: &DicomStudy, base: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    study_attributes(&mut m, &s.tags, None);
+    put(&mut m, 0x0008_0056, "CS", vec![Value::from("ONLINE")]);
+    put(
+        &mut m,
+        0x0008_0061,
+        "CS",
+        s.modalities
+            .iter()
+            .map(|x| Value::from(x.as_str()))
+            .collect(),
+    );
+    put_int(&mut m, 0x0020_1206, Some(s.series));
+    put_int(&mut m, 0x0020_1208, Some(s.instances));
+    if let Some(uid) = &s.tags.study_instance_uid {
+        put(
+            &mut m,
+            0x0008_1190,
+            "UR",
+            vec![Value::from(format!("{base}/studies/{uid}"))],
+        );
+    }
+    m
+}
+
+fn series_json(s: &DicomSeries, include: &QidoInclude, base: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    let t = &s.tags;
+    study_attributes(&mut m, t, Some(include));
+    put_text(&mut m, 0x0008_0060, "CS", t.series_modality.as_deref());
+    put_text(&mut m, 0x0018_0015, "CS", t.series_body_part.as_deref());
+    put_text(&mut m, 0x0020_000E, "UI", t.series_instance_uid.as_deref());
+    put_int(&mut m, 0x0020_0011, t.series_number);
+    put_int(&mut m, 0x0020_1209, Some(s.instances));
+    if let (Some(study), Some(series)) = (&t.study_instance_uid, &t.series_instance_uid) {
+        put(
+            &mut m,
+            0x0008_1190,
+            "UR",
+            vec![Value::from(format!(
+                "{base}/studies/{study}/series/{series}"
+            ))],
+        );
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lightbox_domain::{ImageSetId, Millis};
+
+    fn tags() -> ImageSetDicomTags {
+        ImageSetDicomTags {
+            patient_id: Some("P1".into()),
+            patient_name: Some("Doe^John".into()),
+            study_instance_uid: Some("1.2.3".into()),
+            series_instance_uid: Some("1.2.3.4".into()),
+            series_modality: Some("CT".into()),
+            series_number: Some(7),
+            study_date: Some("20130509".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn study_object() {
+        let s = DicomStudy {
+            tags: tags(),
+            modalities: vec!["CT".into(), "MR".into()],
+            series: 2,
+            instances: 9,
+            updated_at: Millis(1),
+        };
+        let v = Value::Object(study_json(&s, "http://h/datastore/d"));
+        assert_eq!(
+            v["00100010"],
+            json!({"vr": "PN", "Value": [{"Alphabetic": "Doe^John"}]})
+        );
+        assert_eq!(v["00080061"], json!({"vr": "CS", "Value": ["CT", "MR"]}));
+        assert_eq!(v["00201206"], json!({"vr": "IS", "Value": [2]}));
+        assert_eq!(v["00201208"], json!({"vr": "IS", "Value": [9]}));
+        assert_eq!(v["00080020"], json!({"vr": "DA", "Value": ["20130509"]}));
+        assert_eq!(v["00080050"], json!({"vr": "SH"}));
+        assert_eq!(
+            v["00081190"],
+            json!({"vr": "UR", "Value": ["http://h/datastore/d/studies/1.2.3"]})
+        );
+        // Series attributes are not the study's.
+        assert!(v.get("00080060").is_none() && v.get("0020000E").is_none());
+    }
+
+    #[test]
+    fn series_object() {
+        let s = DicomSeries {
+            image_set_id: ImageSetId::generate(),
+            tags: tags(),
+            instances: 4,
+            updated_at: Millis(1),
+        };
+        let mut include = QidoInclude::default();
+        let v = Value::Object(series_json(&s, &include, "http://h/datastore/d"));
+        assert_eq!(v["00200011"], json!({"vr": "IS", "Value": [7]}));
+        assert_eq!(v["00201209"], json!({"vr": "IS", "Value": [4]}));
+        assert_eq!(v["0020000D"], json!({"vr": "UI", "Value": ["1.2.3"]}));
+        assert_eq!(v["00180015"], json!({"vr": "CS"}));
+        assert!(v.get("00100010").is_none());
+        include.tags.insert(0x0010_0010);
+        let v = Value::Object(series_json(&s, &include, "http://h/datastore/d"));
+        assert_eq!(v["00100010"]["Value"][0]["Alphabetic"], "Doe^John");
+        assert!(v.get("00100020").is_none());
+        include.all = true;
+        let v = Value::Object(series_json(&s, &include, "http://h/datastore/d"));
+        assert_eq!(v["00100020"]["Value"][0], "P1");
+        assert_eq!(
+            v["00081190"]["Value"][0],
+            "http://h/datastore/d/studies/1.2.3/series/1.2.3.4"
+        );
+    }
+
+    #[test]
+    fn multi_valued_text() {
+        assert_eq!(text("CS", Some("CT\\PT")), vec![json!("CT"), json!("PT")]);
+        assert_eq!(text("PN", Some("A^B")), vec![json!({"Alphabetic": "A^B"})]);
+        assert!(text("LO", None).is_empty());
+    }
+}
