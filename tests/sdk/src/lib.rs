@@ -774,23 +774,161 @@ impl TestServer {
 impl TestServer {
     /// An aws-sdk-s3 client (test/test, path-style) for the server's built-in S3 endpoint.
     pub fn s3_client(&self) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(self.url())
-            .force_path_style(true)
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "test",
-                "test",
-                None,
-                None,
-                "lightbox-sdk-tests",
-            ))
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        s3_client_at(&self.url())
     }
+}
+
+/// An aws-sdk-s3 client (test/test, path-style) for the built-in S3 endpoint at `url`.
+pub fn s3_client_at(url: &str) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .force_path_style(true)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "lightbox-sdk-tests",
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The import role the tests name (the built-in S3 does not check it).
+pub const IMPORT_ROLE: &str = "arn:aws:iam::000000000000:role/ImportRole";
+
+/// One line of an import job's `success.ndjson`.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub input: String,
+    pub image_set_id: String,
+    pub is_primary: bool,
+}
+
+/// An object of the built-in S3 at `url`, if it exists.
+pub async fn s3_get_at(url: &str, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let out = s3_client_at(url)
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
+    Some(out.body.collect().await.ok()?.into_bytes().to_vec())
+}
+
+/// Uploads `files` under `s3://{bucket}/{prefix}/in/` of the built-in S3 at `url` (creating the
+/// bucket if needed) and runs one import job to completion; returns the lines of its
+/// `success.ndjson`, asserting the job COMPLETED without failures.
+pub async fn import_files(
+    url: &str,
+    client: &Client,
+    ds: &str,
+    bucket: &str,
+    prefix: &str,
+    files: &[(String, Vec<u8>)],
+) -> Vec<Imported> {
+    use aws_sdk_medicalimaging::types::JobStatus;
+    let s3 = s3_client_at(url);
+    let _ = s3.create_bucket().bucket(bucket).send().await;
+    for (key, body) in files {
+        s3.put_object()
+            .bucket(bucket)
+            .key(format!("{prefix}/in/{key}"))
+            .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+    let job = client
+        .start_dicom_import_job()
+        .datastore_id(ds)
+        .job_name(prefix)
+        .data_access_role_arn(IMPORT_ROLE)
+        .input_s3_uri(format!("s3://{bucket}/{prefix}/in/"))
+        .output_s3_uri(format!("s3://{bucket}/{prefix}/out/"))
+        .send()
+        .await
+        .expect("StartDICOMImportJob")
+        .job_id()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let props = loop {
+        let props = client
+            .get_dicom_import_job()
+            .datastore_id(ds)
+            .job_id(&job)
+            .send()
+            .await
+            .expect("GetDICOMImportJob")
+            .job_properties
+            .unwrap();
+        if matches!(props.job_status(), JobStatus::Completed | JobStatus::Failed) {
+            break props;
+        }
+        assert!(Instant::now() < deadline, "import {prefix} still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(props.job_status(), &JobStatus::Completed, "{props:?}");
+    let out = props
+        .output_s3_uri()
+        .strip_prefix(&format!("s3://{bucket}/"))
+        .unwrap()
+        .to_owned();
+    if let Some(failures) = s3_get_at(url, bucket, &format!("{out}FAILURE/failure.ndjson")).await {
+        assert_eq!(
+            ndjson(&failures),
+            Vec::<serde_json::Value>::new(),
+            "import {prefix}"
+        );
+    }
+    let success = s3_get_at(url, bucket, &format!("{out}SUCCESS/success.ndjson"))
+        .await
+        .expect("success.ndjson");
+    let lines: Vec<Imported> = ndjson(&success)
+        .iter()
+        .map(|l| Imported {
+            input: l["inputFile"].as_str().unwrap().to_owned(),
+            image_set_id: l["importResponse"]["imageSetId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            is_primary: l["importResponse"]["isPrimary"].as_bool().unwrap(),
+        })
+        .collect();
+    assert_eq!(lines.len(), files.len(), "import {prefix}: {lines:?}");
+    lines
+}
+
+/// Files of the real DICOM corpus (`dicom_corpus()`), by name, with their bytes.
+pub fn corpus_files(names: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let dir = dicom_corpus().expect("DICOM corpus");
+    names
+        .iter()
+        .map(|n| (n.to_string(), std::fs::read(dir.join(n)).unwrap()))
+        .collect()
+}
+
+/// `bytes` with every occurrence of `from` replaced by `to` (same length; at least one).
+pub fn patch_bytes(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert_eq!(from.len(), to.len());
+    let mut n = 0;
+    let mut i = 0;
+    while i + from.len() <= bytes.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    assert!(n > 0, "nothing to patch");
+    bytes
 }
 
 /// Waits (up to `within`) for the ready line a spawned `lightbox serve` prints on its piped

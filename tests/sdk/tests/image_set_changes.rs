@@ -24,15 +24,13 @@ use lightbox_sdk_tests::aws_sdk_medicalimaging::operation::update_image_set_meta
 use lightbox_sdk_tests::aws_sdk_medicalimaging::primitives::Blob;
 use lightbox_sdk_tests::aws_sdk_medicalimaging::types::{
     CopyDestinationImageSet, CopyImageSetInformation, CopySourceImageSetInformation, DicomUpdates,
-    ImageFrameInformation, ImageSetProperties, ImageSetState, ImageSetWorkflowStatus, JobStatus,
+    ImageFrameInformation, ImageSetProperties, ImageSetState, ImageSetWorkflowStatus,
     MetadataCopies, MetadataUpdates, Operator, SearchByAttributeValue, SearchCriteria,
     SearchFilter,
 };
-use lightbox_sdk_tests::aws_sdk_s3::primitives::ByteStream;
 use lightbox_sdk_tests::*;
 use serde_json::{Value, json};
 
-const ROLE: &str = "arn:aws:iam::000000000000:role/ImportRole";
 const BUCKET: &str = "changes";
 /// The four instances of one CT series (16×16, one frame each).
 const CT_SERIES: [&str; 4] = ["17106", "17136", "17166", "17196"];
@@ -56,74 +54,14 @@ type Sdk<T, E> = Result<T, SdkError<E, HttpResponse>>;
 
 // --- imports (as in image_set_reads.rs) ---------------------------------------------------------
 
-#[derive(Debug, Clone)]
-struct Imported {
-    input: String,
-    image_set_id: String,
-    is_primary: bool,
-}
-
-fn corpus_files(names: &[&str]) -> Vec<(String, Vec<u8>)> {
-    let dir = dicom_corpus().expect("DICOM corpus");
-    names
-        .iter()
-        .map(|n| (n.to_string(), std::fs::read(dir.join(n)).unwrap()))
-        .collect()
-}
-
-/// `bytes` with every occurrence of `from` replaced by `to` (same length).
-fn patch(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
-    assert_eq!(from.len(), to.len());
-    let mut n = 0;
-    let mut i = 0;
-    while i + from.len() <= bytes.len() {
-        if &bytes[i..i + from.len()] == from {
-            bytes[i..i + from.len()].copy_from_slice(to);
-            n += 1;
-            i += from.len();
-        } else {
-            i += 1;
-        }
-    }
-    assert!(n > 0, "nothing to patch");
-    bytes
-}
-
 /// The CT series with another PatientID: conflicts with the primary image set of the series.
 fn conflicting_ct_series() -> Vec<(String, Vec<u8>)> {
     corpus_files(&CT_SERIES)
         .into_iter()
-        .map(|(n, b)| (n, patch(b, b"77654033", b"77654099")))
+        .map(|(n, b)| (n, patch_bytes(b, b"77654033", b"77654099")))
         .collect()
 }
 
-fn s3_for(url: &str) -> lightbox_sdk_tests::aws_sdk_s3::Client {
-    use lightbox_sdk_tests::aws_sdk_s3 as s3;
-    let conf = s3::Config::builder()
-        .behavior_version(s3::config::BehaviorVersion::latest())
-        .region(s3::config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .force_path_style(true)
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "image-set-changes",
-        ))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .retry_config(s3::config::retry::RetryConfig::disabled())
-        .build();
-    s3::Client::from_conf(conf)
-}
-
-async fn s3_get(s3: &lightbox_sdk_tests::aws_sdk_s3::Client, key: &str) -> Option<Vec<u8>> {
-    let out = s3.get_object().bucket(BUCKET).key(key).send().await.ok()?;
-    Some(out.body.collect().await.unwrap().into_bytes().to_vec())
-}
-
-/// Uploads `files` to the built-in S3 of the server at `url` and runs one import job to
-/// completion; returns its success lines (asserting there are no failures).
 async fn import_at(
     url: &str,
     client: &Client,
@@ -131,71 +69,7 @@ async fn import_at(
     prefix: &str,
     files: &[(String, Vec<u8>)],
 ) -> Vec<Imported> {
-    let s3 = s3_for(url);
-    let _ = s3.create_bucket().bucket(BUCKET).send().await;
-    for (key, body) in files {
-        s3.put_object()
-            .bucket(BUCKET)
-            .key(format!("{prefix}/in/{key}"))
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-    }
-    let job = client
-        .start_dicom_import_job()
-        .datastore_id(ds)
-        .job_name(prefix)
-        .data_access_role_arn(ROLE)
-        .input_s3_uri(format!("s3://{BUCKET}/{prefix}/in/"))
-        .output_s3_uri(format!("s3://{BUCKET}/{prefix}/out/"))
-        .send()
-        .await
-        .expect("StartDICOMImportJob")
-        .job_id()
-        .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let props = loop {
-        let props = client
-            .get_dicom_import_job()
-            .datastore_id(ds)
-            .job_id(&job)
-            .send()
-            .await
-            .expect("GetDICOMImportJob")
-            .job_properties
-            .unwrap();
-        if matches!(props.job_status(), JobStatus::Completed | JobStatus::Failed) {
-            break props;
-        }
-        assert!(Instant::now() < deadline, "import {prefix} still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(props.job_status(), &JobStatus::Completed, "{props:?}");
-    let out = props
-        .output_s3_uri()
-        .strip_prefix(&format!("s3://{BUCKET}/"))
-        .unwrap()
-        .to_owned();
-    if let Some(failures) = s3_get(&s3, &format!("{out}FAILURE/failure.ndjson")).await {
-        assert_eq!(ndjson(&failures), Vec::<Value>::new(), "import {prefix}");
-    }
-    let success = s3_get(&s3, &format!("{out}SUCCESS/success.ndjson"))
-        .await
-        .expect("success.ndjson");
-    let lines: Vec<Imported> = ndjson(&success)
-        .iter()
-        .map(|l| Imported {
-            input: l["inputFile"].as_str().unwrap().to_owned(),
-            image_set_id: l["importResponse"]["imageSetId"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            is_primary: l["importResponse"]["isPrimary"].as_bool().unwrap(),
-        })
-        .collect();
-    assert_eq!(lines.len(), files.len(), "import {prefix}: {lines:?}");
-    lines
+    import_files(url, client, ds, BUCKET, prefix, files).await
 }
 
 async fn import(
@@ -1395,7 +1269,7 @@ async fn update_image_set_metadata_examples() {
         .map(|(k, b)| {
             (
                 k,
-                patch(
+                patch_bytes(
                     b,
                     b"\x08\x00\x50\x00SH\x02\x002 ",
                     b"\x08\x00\x50\x00SH\x02\x009 ",

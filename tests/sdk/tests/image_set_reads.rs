@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lightbox_sdk_tests::aws_sdk_medicalimaging::Client;
 use lightbox_sdk_tests::aws_sdk_medicalimaging::config::http::HttpResponse;
@@ -15,14 +15,12 @@ use lightbox_sdk_tests::aws_sdk_medicalimaging::error::{ProvideErrorMetadata, Sd
 use lightbox_sdk_tests::aws_sdk_medicalimaging::primitives::DateTime;
 use lightbox_sdk_tests::aws_sdk_medicalimaging::types::{
     DicomStudyDateAndTime, DicomTags, ImageFrameInformation, ImageSetState, ImageSetWorkflowStatus,
-    ImageSetsMetadataSummary, JobStatus, Operator, SearchByAttributeValue, SearchCriteria,
-    SearchFilter, Sort, SortField, SortOrder, StorageTier,
+    ImageSetsMetadataSummary, Operator, SearchByAttributeValue, SearchCriteria, SearchFilter, Sort,
+    SortField, SortOrder, StorageTier,
 };
-use lightbox_sdk_tests::aws_sdk_s3::primitives::ByteStream;
 use lightbox_sdk_tests::*;
 use serde_json::{Value, json};
 
-const ROLE: &str = "arn:aws:iam::000000000000:role/ImportRole";
 const BUCKET: &str = "reads";
 const HTJ2K: &str = "1.2.840.10008.1.2.4.202";
 
@@ -49,13 +47,6 @@ const CT_SERIES: [&str; 4] = ["17106", "17136", "17166", "17196"];
 
 // --- imports ------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
-struct Imported {
-    input: String,
-    image_set_id: String,
-    is_primary: bool,
-}
-
 async fn bucket(srv: &TestServer) {
     srv.s3_client()
         .create_bucket()
@@ -65,20 +56,7 @@ async fn bucket(srv: &TestServer) {
         .expect("create bucket");
 }
 
-async fn s3_get(srv: &TestServer, key: &str) -> Option<Vec<u8>> {
-    let out = srv
-        .s3_client()
-        .get_object()
-        .bucket(BUCKET)
-        .key(key)
-        .send()
-        .await
-        .ok()?;
-    Some(out.body.collect().await.unwrap().into_bytes().to_vec())
-}
-
-/// Uploads `files` under `s3://reads/{prefix}/in/` and runs one import job to completion;
-/// returns the lines of its `success.ndjson` (asserting there are no failures).
+/// Uploads `files` under `s3://reads/{prefix}/in/` and runs one import job to completion.
 async fn import(
     srv: &TestServer,
     client: &Client,
@@ -86,96 +64,7 @@ async fn import(
     prefix: &str,
     files: &[(String, Vec<u8>)],
 ) -> Vec<Imported> {
-    let s3 = srv.s3_client();
-    for (key, body) in files {
-        s3.put_object()
-            .bucket(BUCKET)
-            .key(format!("{prefix}/in/{key}"))
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
-    }
-    let job = client
-        .start_dicom_import_job()
-        .datastore_id(ds)
-        .job_name(prefix)
-        .data_access_role_arn(ROLE)
-        .input_s3_uri(format!("s3://{BUCKET}/{prefix}/in/"))
-        .output_s3_uri(format!("s3://{BUCKET}/{prefix}/out/"))
-        .send()
-        .await
-        .expect("StartDICOMImportJob")
-        .job_id()
-        .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let props = loop {
-        let props = client
-            .get_dicom_import_job()
-            .datastore_id(ds)
-            .job_id(&job)
-            .send()
-            .await
-            .expect("GetDICOMImportJob")
-            .job_properties
-            .unwrap();
-        if matches!(props.job_status(), JobStatus::Completed | JobStatus::Failed) {
-            break props;
-        }
-        assert!(Instant::now() < deadline, "import {prefix} still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(props.job_status(), &JobStatus::Completed, "{props:?}");
-    let out = props
-        .output_s3_uri()
-        .strip_prefix(&format!("s3://{BUCKET}/"))
-        .unwrap()
-        .to_owned();
-    if let Some(failures) = s3_get(srv, &format!("{out}FAILURE/failure.ndjson")).await {
-        assert_eq!(ndjson(&failures), Vec::<Value>::new(), "import {prefix}");
-    }
-    let success = s3_get(srv, &format!("{out}SUCCESS/success.ndjson"))
-        .await
-        .expect("success.ndjson");
-    let lines: Vec<Imported> = ndjson(&success)
-        .iter()
-        .map(|l| Imported {
-            input: l["inputFile"].as_str().unwrap().to_owned(),
-            image_set_id: l["importResponse"]["imageSetId"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            is_primary: l["importResponse"]["isPrimary"].as_bool().unwrap(),
-        })
-        .collect();
-    assert_eq!(lines.len(), files.len(), "import {prefix}: {lines:?}");
-    lines
-}
-
-fn corpus_files(names: &[&str]) -> Vec<(String, Vec<u8>)> {
-    let dir = dicom_corpus().expect("DICOM corpus");
-    names
-        .iter()
-        .map(|n| (n.to_string(), std::fs::read(dir.join(n)).unwrap()))
-        .collect()
-}
-
-/// `bytes` with every occurrence of `from` replaced by `to` (same length).
-fn patch(mut bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
-    assert_eq!(from.len(), to.len());
-    let mut n = 0;
-    let mut i = 0;
-    while i + from.len() <= bytes.len() {
-        if &bytes[i..i + from.len()] == from {
-            bytes[i..i + from.len()].copy_from_slice(to);
-            n += 1;
-            i += from.len();
-        } else {
-            i += 1;
-        }
-    }
-    assert!(n > 0, "nothing to patch");
-    bytes
+    import_files(&srv.url(), client, ds, BUCKET, prefix, files).await
 }
 
 // --- expectations from the metadata documents --------------------------------------------------
@@ -645,7 +534,7 @@ async fn search_image_sets_filters_sorts_and_pages() {
     let names: Vec<&str> = DICOMDIR_FILES.iter().chain(&NAMED_FILES).copied().collect();
     let job1 = import(&srv, &c, &ds, "corpus", &corpus_files(&names)).await;
     assert!(job1.iter().all(|l| l.is_primary), "{job1:?}");
-    let other = patch(
+    let other = patch_bytes(
         corpus_files(&["4919"]).remove(0).1,
         b"98890234",
         b"98890299",
