@@ -140,6 +140,13 @@ async fn process(
     req: Request<Body>,
 ) -> (&'static str, Result<Response, ApiError>) {
     let (parts, body) = req.into_parts();
+    if let Some(route) = crate::dicomweb::store_route(parts.method.as_str(), parts.uri.path()) {
+        let action = route.action();
+        return (
+            action,
+            crate::dicomweb::stow::handle(state, parts, body, route).await,
+        );
+    }
     let collected = tokio::time::timeout(
         state.body_timeout,
         Limited::new(body, state.max_request_body).collect(),

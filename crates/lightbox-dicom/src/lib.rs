@@ -11,6 +11,7 @@ mod changes;
 mod dicom_json;
 mod document;
 mod instance;
+mod instance_file;
 mod json;
 pub mod levels;
 mod multi_valued;
@@ -24,6 +25,11 @@ pub use changes::{
 pub use dicom_json::{DicomJsonOptions, bulk_data_hash};
 pub use document::{DocumentError, FrameEntry, MetadataDocument, StoredInstance, gzip};
 pub use instance::parse_p10;
+pub use instance_file::{
+    IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, InstanceFileError, P10Parts, PixelData,
+    SEQUENCE_DELIMITATION, basic_offsets, dataset_from_dicom_json, encapsulated_pixel_data_header,
+    item_header, native_pixel_data_header, p10_parts, write_p10,
+};
 pub use json::{hex_key, is_multi_valued, key_of, tag_of_key};
 pub use scan::{Encoding, ScanError, ScanLimits, ScanSummary, scan_dataset};
 

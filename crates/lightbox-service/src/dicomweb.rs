@@ -184,16 +184,16 @@ impl CacheInner {
 }
 
 /// An image set resolved for a WADO-RS request and its document.
-struct Resolved {
-    image_set: ImageSet,
-    doc: Arc<MetadataDocument>,
+pub(crate) struct Resolved {
+    pub(crate) image_set: ImageSet,
+    pub(crate) doc: Arc<MetadataDocument>,
 }
 
 fn series_not_found() -> ServiceError {
     ServiceError::NotFound("The series does not exist in this data store".into())
 }
 
-fn instance_not_found() -> ServiceError {
+pub(crate) fn instance_not_found() -> ServiceError {
     ServiceError::NotFound("The instance does not exist in the series".into())
 }
 
@@ -238,7 +238,11 @@ fn as_text(v: &Value) -> Option<String> {
     }
 }
 
-fn pixel_attributes(doc: &MetadataDocument, series: &str, sop: &str) -> Option<PixelAttributes> {
+pub(crate) fn pixel_attributes(
+    doc: &MetadataDocument,
+    series: &str,
+    sop: &str,
+) -> Option<PixelAttributes> {
     let int = |k: &str| attribute(doc, series, sop, k).and_then(as_int);
     let small = |k: &str| int(k).and_then(|v| u16::try_from(v).ok());
     let rows = small("Rows")?;
@@ -263,7 +267,7 @@ fn pixel_attributes(doc: &MetadataDocument, series: &str, sop: &str) -> Option<P
 }
 
 /// The instance object of a series in a document.
-fn instance_object<'a>(
+pub(crate) fn instance_object<'a>(
     doc: &'a MetadataDocument,
     series: &str,
     sop: &str,
@@ -336,7 +340,7 @@ impl Service {
     }
 
     /// The image set a WADO-RS request reads and its latest completed document.
-    async fn resolve_series(
+    pub(crate) async fn resolve_series(
         &self,
         datastore_id: &DatastoreId,
         target: &SeriesRef,

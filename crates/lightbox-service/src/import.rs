@@ -2,6 +2,8 @@
 //! parallel (bounded by a memory budget), groups instances into image sets (one primary image set
 //! per series; conflicting data goes to non-primary ones), commits each image set atomically,
 //! and writes the job's output files (manifest, success / failure / warning ndjson).
+//! Per-file processing (`process_instance`) and grouping + commit (`commit_instances`) take a
+//! `Writer` (data store + owner id) and are shared with STOW-RS (`stow.rs`).
 //!
 //! Crash safety: every blob is registered as pending (owned by the job) before it is written and
 //! becomes owned by a catalog record in the transaction that commits it; an image set version
@@ -35,7 +37,7 @@ use crate::import_jobs::split_s3_uri;
 type JobFailure = String;
 
 /// One input file's outcome.
-enum FileOutcome {
+pub(crate) enum FileOutcome {
     Imported(Box<ImportedInstance>),
     Failed {
         exception_type: &'static str,
@@ -44,23 +46,39 @@ enum FileOutcome {
 }
 
 /// A parsed, transcoded instance whose frames are already in the blob store (pending).
-struct ImportedInstance {
-    metadata: InstanceMetadata,
-    sop_instance_uid: String,
-    study_instance_uid: String,
-    series_instance_uid: String,
-    grouping: GroupingKey,
-    stored: StoredInstance,
-    frames: Vec<FrameRecord>,
-    warnings: Vec<(u32, &'static str, String)>,
+pub(crate) struct ImportedInstance {
+    pub(crate) metadata: InstanceMetadata,
+    pub(crate) sop_instance_uid: String,
+    pub(crate) study_instance_uid: String,
+    pub(crate) series_instance_uid: String,
+    pub(crate) grouping: GroupingKey,
+    pub(crate) stored: StoredInstance,
+    pub(crate) frames: Vec<FrameRecord>,
+    pub(crate) warnings: Vec<(u32, &'static str, String)>,
 }
 
 /// Where a file's instance ended up.
 #[derive(Clone)]
-struct Placement {
-    image_set_id: ImageSetId,
-    version: i64,
-    is_primary: bool,
+pub(crate) struct Placement {
+    pub(crate) image_set_id: ImageSetId,
+    pub(crate) version: i64,
+    pub(crate) is_primary: bool,
+}
+
+/// Who writes: the data store, and the owner id of the pending blobs and versions written (an
+/// import job's id, or a STOW-RS request's).
+#[derive(Clone, Copy)]
+pub(crate) struct Writer<'a> {
+    pub(crate) ds: &'a DatastoreId,
+    pub(crate) owner: &'a str,
+}
+
+/// How one P10 file is parsed and its frames stored.
+#[derive(Clone, Copy)]
+pub(crate) struct ProcessOptions {
+    pub(crate) max_file_bytes: u64,
+    pub(crate) format: lightbox_frames::StorageFormat,
+    pub(crate) codec_threads: usize,
 }
 
 /// A group of instances bound for one image set.
@@ -385,41 +403,19 @@ impl Service {
         let mut outcomes = outcomes;
         outcomes.sort_by_key(|(i, _, _)| *i);
 
-        // 3. Group by series, then by the grouping elements, in file order.
-        let mut series: BTreeMap<(String, String), Vec<Group>> = BTreeMap::new();
-        let mut series_order: Vec<(String, String)> = Vec::new();
-        for (i, (_, _, outcome)) in outcomes.iter().enumerate() {
-            if let FileOutcome::Imported(inst) = outcome {
-                let key = (
-                    inst.study_instance_uid.clone(),
-                    inst.series_instance_uid.clone(),
-                );
-                let grouping = grouping_json(&inst.grouping);
-                let groups = series.entry(key.clone()).or_insert_with(|| {
-                    series_order.push(key.clone());
-                    Vec::new()
-                });
-                match groups.iter_mut().find(|g| g.grouping == grouping) {
-                    Some(g) => g.members.push(i),
-                    None => groups.push(Group {
-                        grouping,
-                        members: vec![i],
-                    }),
-                }
-            }
-        }
-
-        // 4. Commit each group as one image set (version).
-        let mut placements: HashMap<usize, Result<Placement, String>> = HashMap::new();
-        for key in &series_order {
-            let groups = series.remove(key).unwrap_or_default();
-            for (gi, group) in groups.iter().enumerate() {
-                let result = self.commit_group(job, &outcomes, group, gi == 0).await;
-                for &m in &group.members {
-                    placements.insert(m, result.clone());
-                }
-            }
-        }
+        // 3.–4. Group by series and the grouping elements, commit each group as one image set.
+        let instances: Vec<Option<&ImportedInstance>> = outcomes
+            .iter()
+            .map(|(_, _, o)| match o {
+                FileOutcome::Imported(inst) => Some(&**inst),
+                FileOutcome::Failed { .. } => None,
+            })
+            .collect();
+        let writer = Writer {
+            ds: &job.datastore_id,
+            owner: &job.id,
+        };
+        let placements = self.commit_instances(writer, &instances).await;
 
         // 5. Delete what no committed record owns (failed files' frames, replaced duplicates).
         self.collect_pending_blobs(&job.id).await;
@@ -556,8 +552,38 @@ impl Service {
         if bytes.is_empty() {
             return failed("ValidationException", "The file is empty".into());
         }
-        let dicom_limits = lightbox_dicom::Limits {
+        let options = ProcessOptions {
             max_file_bytes: limits.max_file_bytes,
+            format,
+            codec_threads,
+        };
+        let writer = Writer {
+            ds: &job.datastore_id,
+            owner: &job.id,
+        };
+        self.process_instance(writer, bytes, &options).await
+    }
+
+    /// Parses and transcodes one P10 file and stores its frames as pending blobs of the
+    /// writer's owner (registered before they are written, so an interruption never leaks
+    /// them). Shared by import jobs and STOW-RS.
+    pub(crate) async fn process_instance(
+        &self,
+        w: Writer<'_>,
+        bytes: Bytes,
+        options: &ProcessOptions,
+    ) -> FileOutcome {
+        let failed = |exception_type: &'static str, message: String| FileOutcome::Failed {
+            exception_type,
+            message,
+        };
+        let ProcessOptions {
+            max_file_bytes,
+            format,
+            codec_threads,
+        } = *options;
+        let dicom_limits = lightbox_dicom::Limits {
+            max_file_bytes,
             ..Default::default()
         };
         let work = tokio::task::spawn_blocking(move || {
@@ -585,7 +611,7 @@ impl Service {
             Ok(Ok(r)) => r,
             Ok(Err((t, m))) => return failed(t, m),
             Err(e) => {
-                tracing::error!(job_id = %job.id, error = %e, "import worker panicked");
+                tracing::error!(error = %e, "import worker panicked");
                 return failed(
                     "InternalServerException",
                     "The file could not be processed (internal error)".into(),
@@ -597,13 +623,10 @@ impl Service {
             .iter()
             .map(|_| uuid::Uuid::new_v4().simple().to_string())
             .collect();
-        let keys: Vec<String> = ids
-            .iter()
-            .map(|id| frame_blob_key(&job.datastore_id, id))
-            .collect();
+        let keys: Vec<String> = ids.iter().map(|id| frame_blob_key(w.ds, id)).collect();
         if let Err(e) = self
             .catalog
-            .register_pending_blobs(&job.id, &keys, self.clock.now())
+            .register_pending_blobs(w.owner, &keys, self.clock.now())
             .await
         {
             return failed("InternalServerException", internal(e));
@@ -662,26 +685,63 @@ impl Service {
         }))
     }
 
+    /// Groups instances (`None`: a file that failed) by series, then by the grouping elements
+    /// in input order, and commits each group as one image set (version): the first group of a
+    /// series may become its primary image set, the others are non-primary. Returns each
+    /// instance's placement by index. Shared by import jobs and STOW-RS.
+    pub(crate) async fn commit_instances(
+        &self,
+        w: Writer<'_>,
+        instances: &[Option<&ImportedInstance>],
+    ) -> HashMap<usize, Result<Placement, String>> {
+        let mut series: BTreeMap<(String, String), Vec<Group>> = BTreeMap::new();
+        let mut series_order: Vec<(String, String)> = Vec::new();
+        for (i, inst) in instances.iter().enumerate() {
+            let Some(inst) = inst else { continue };
+            let key = (
+                inst.study_instance_uid.clone(),
+                inst.series_instance_uid.clone(),
+            );
+            let grouping = grouping_json(&inst.grouping);
+            let groups = series.entry(key.clone()).or_insert_with(|| {
+                series_order.push(key.clone());
+                Vec::new()
+            });
+            match groups.iter_mut().find(|g| g.grouping == grouping) {
+                Some(g) => g.members.push(i),
+                None => groups.push(Group {
+                    grouping,
+                    members: vec![i],
+                }),
+            }
+        }
+        let mut placements = HashMap::new();
+        for key in &series_order {
+            let groups = series.remove(key).unwrap_or_default();
+            for (gi, group) in groups.iter().enumerate() {
+                let result = self.commit_group(w, instances, group, gi == 0).await;
+                for &m in &group.members {
+                    placements.insert(m, result.clone());
+                }
+            }
+        }
+        placements
+    }
+
     /// Commits one group: into the series' primary image set (new version) when the grouping
     /// elements agree, as the series' new primary image set when there is none and
     /// `may_be_primary`, otherwise as a new non-primary image set.
     async fn commit_group(
         &self,
-        job: &ImportJob,
-        outcomes: &[(usize, String, FileOutcome)],
+        w: Writer<'_>,
+        instances: &[Option<&ImportedInstance>],
         group: &Group,
         may_be_primary: bool,
     ) -> Result<Placement, String> {
-        let members: Vec<&ImportedInstance> = group
-            .members
-            .iter()
-            .filter_map(|&i| match &outcomes[i].2 {
-                FileOutcome::Imported(inst) => Some(&**inst),
-                FileOutcome::Failed { .. } => None,
-            })
-            .collect();
+        let members: Vec<&ImportedInstance> =
+            group.members.iter().filter_map(|&i| instances[i]).collect();
         let first = members.first().ok_or("empty group")?;
-        let ds = &job.datastore_id;
+        let ds = w.ds;
         let started = std::time::Instant::now();
         loop {
             let primary = self
@@ -698,7 +758,7 @@ impl Service {
                             &p.image_set.id,
                             p.image_set.version,
                             ImageSetWorkflowStatus::Importing,
-                            &job.id,
+                            w.owner,
                             self.clock.now(),
                         )
                         .await
@@ -707,7 +767,7 @@ impl Service {
                         BeginVersionOutcome::Begun(version) => {
                             return self
                                 .add_to_image_set(
-                                    job,
+                                    w,
                                     &p.image_set.id,
                                     version,
                                     &p.metadata_key,
@@ -726,20 +786,16 @@ impl Service {
                     }
                 }
                 Some(_) => {
-                    return self
-                        .create_image_set_from(job, &members, group, false)
-                        .await;
+                    return self.create_image_set_from(w, &members, group, false).await;
                 }
                 None if may_be_primary => {
-                    match self.create_image_set_from(job, &members, group, true).await {
+                    match self.create_image_set_from(w, &members, group, true).await {
                         Err(e) if e == PRIMARY_TAKEN => continue,
                         other => return other,
                     }
                 }
                 None => {
-                    return self
-                        .create_image_set_from(job, &members, group, false)
-                        .await;
+                    return self.create_image_set_from(w, &members, group, false).await;
                 }
             }
         }
@@ -747,12 +803,12 @@ impl Service {
 
     async fn create_image_set_from(
         &self,
-        job: &ImportJob,
+        w: Writer<'_>,
         members: &[&ImportedInstance],
         group: &Group,
         is_primary: bool,
     ) -> Result<Placement, String> {
-        let ds = &job.datastore_id;
+        let ds = w.ds;
         let id = ImageSetId::generate();
         let mut doc = MetadataDocument::new(ds.as_str(), id.as_str());
         let mut frames: HashMap<&str, &FrameRecord> = HashMap::new();
@@ -770,7 +826,7 @@ impl Service {
             .iter()
             .filter_map(|f| frames.get(f.as_str()).map(|r| (*r).clone()))
             .collect();
-        let content = self.store_document(job, &doc, group).await?;
+        let content = self.store_document(w, &doc, group).await?;
         let now = self.clock.now();
         let new = NewImageSet {
             image_set: ImageSet {
@@ -787,7 +843,7 @@ impl Service {
             },
             content,
             frames: live,
-            job_id: job.id.clone(),
+            job_id: w.owner.to_owned(),
         };
         match self
             .catalog
@@ -811,14 +867,14 @@ impl Service {
     /// document plus the group's instances (a re-imported SOP instance replaces the old one).
     async fn add_to_image_set(
         &self,
-        job: &ImportJob,
+        w: Writer<'_>,
         id: &ImageSetId,
         version: i64,
         previous_key: &str,
         members: &[&ImportedInstance],
         group: &Group,
     ) -> Result<Placement, String> {
-        let ds = &job.datastore_id;
+        let ds = w.ds;
         let result: Result<VersionCompletion, String> = async {
             let bytes = self
                 .blobs
@@ -844,7 +900,7 @@ impl Service {
                 .filter_map(|f| frames.get(f.as_str()).map(|r| (*r).clone()))
                 .collect();
             let removed: Vec<String> = before.difference(&after).cloned().collect();
-            let content = self.store_document(job, &doc, group).await?;
+            let content = self.store_document(w, &doc, group).await?;
             Ok(VersionCompletion::Succeeded {
                 status: ImageSetWorkflowStatus::Imported,
                 content: Box::new(content),
@@ -879,11 +935,11 @@ impl Service {
     /// Stores a document (registered as pending first) and describes it for the catalog.
     async fn store_document(
         &self,
-        job: &ImportJob,
+        w: Writer<'_>,
         doc: &MetadataDocument,
         group: &Group,
     ) -> Result<ImageSetContent, String> {
-        let (key, size) = self.put_document(&job.datastore_id, &job.id, doc).await?;
+        let (key, size) = self.put_document(w.ds, w.owner, doc).await?;
         Ok(ImageSetContent {
             grouping: group.grouping.clone(),
             // From the merged document: an image set's first instances set its tags.

@@ -15,8 +15,10 @@ mod import;
 mod import_jobs;
 mod jobs;
 mod qido;
+mod stow;
 mod tags;
 mod token;
+mod wado_instance;
 
 pub use changes::{CopyInput, CopyOutcome, MetadataUpdates, UpdateInput};
 pub use clock::{Clock, OffsetClock};
@@ -34,6 +36,8 @@ pub use qido::{
     DicomSeries, DicomStudy, QIDO_MAX_INCLUDE_FIELDS, QIDO_MAX_LIMIT, QidoInclude, QidoLevel,
     QidoPage, QidoSearch, parse_qido,
 };
+pub use stow::{StowFailure, StowLimits, StowRequest, StowResult, StowStored, failure_reason};
+pub use wado_instance::{InstanceEncoding, InstanceFile, InstanceSource};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +97,9 @@ pub struct ImportConfig {
     pub memory_budget: u64,
     /// Files parsed and transcoded at once on this node.
     pub file_concurrency: usize,
+    /// Largest STOW-RS request body (HealthImaging's 1 GB); each part is at most
+    /// `max_file_bytes`.
+    pub stow_max_body_bytes: u64,
 }
 
 impl Default for ImportConfig {
@@ -109,6 +116,7 @@ impl Default for ImportConfig {
             file_concurrency: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            stow_max_body_bytes: GIB,
         }
     }
 }
@@ -157,6 +165,8 @@ pub struct Service {
     wake: tokio::sync::Notify,
     /// Parsed metadata documents of recent DICOMweb reads, by blob key.
     documents: dicomweb::DocumentCache,
+    /// Memory (MiB permits) STOW-RS instances being processed take on this node.
+    stow_memory: Arc<tokio::sync::Semaphore>,
 }
 
 impl Service {
@@ -171,12 +181,13 @@ impl Service {
         Ok(Self {
             catalog,
             blobs,
-            config,
             clock,
             tokens,
             s3: None,
             wake: tokio::sync::Notify::new(),
             documents: dicomweb::DocumentCache::default(),
+            stow_memory: stow::stow_memory(config.import.memory_budget),
+            config,
         })
     }
 

@@ -115,6 +115,38 @@ pub fn verify(
     service: &str,
     now: SystemTime,
 ) -> Result<Verified, AuthError> {
+    verify_with(req, creds, service, now, false)
+}
+
+/// Like [`verify`] for a body that has not been read yet (streamed uploads): the payload hash
+/// is the request's `x-amz-content-sha256` header, which must be present and be
+/// `UNSIGNED-PAYLOAD` or 64 hex digits (returned, lowercased, in `Ok`). `req.body` is ignored;
+/// the caller must compare the SHA-256 of the body it reads with the returned hash and reject
+/// the request (keeping nothing) if they differ. Without the header the request fails with
+/// `IncompleteSignature`.
+pub fn verify_declared_payload(
+    req: &Request<'_>,
+    creds: &dyn Credentials,
+    service: &str,
+    now: SystemTime,
+) -> Result<(Verified, Option<String>), AuthError> {
+    let verified = verify_with(req, creds, service, now, true)?;
+    let declared = req
+        .headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| *v != UNSIGNED_PAYLOAD)
+        .map(str::to_ascii_lowercase);
+    Ok((verified, declared))
+}
+
+fn verify_with(
+    req: &Request<'_>,
+    creds: &dyn Credentials,
+    service: &str,
+    now: SystemTime,
+    declared: bool,
+) -> Result<Verified, AuthError> {
     let mut authorization = req.headers.get_all(http::header::AUTHORIZATION).iter();
     let header = authorization.next();
     if header.is_some() && authorization.next().is_some() {
@@ -159,7 +191,11 @@ pub fn verify(
                 access_key_id: params.access_key_id.clone(),
             })?;
 
-    let payload_hashes = payload_hashes(req, params.expires.is_some())?;
+    let payload_hashes = if declared {
+        declared_payload_hash(req)?
+    } else {
+        payload_hashes(req, params.expires.is_some())?
+    };
     let query =
         canonical::canonical_query(req.raw_query, params.expires.map(|_| "X-Amz-Signature"));
     let signing_key =
@@ -246,6 +282,25 @@ fn check_time(params: &parse::SignatureParams, now: i64) -> Result<(), AuthError
             )))
         }
         _ => Ok(()),
+    }
+}
+
+/// The payload hash of a request whose body is checked later: the `x-amz-content-sha256`
+/// value as sent (`UNSIGNED-PAYLOAD` or 64 hex digits).
+fn declared_payload_hash(req: &Request<'_>) -> Result<Vec<String>, AuthError> {
+    let Some(v) = req.headers.get("x-amz-content-sha256") else {
+        return Err(AuthError::IncompleteSignature(
+            "This request's body is streamed: it must carry an x-amz-content-sha256 header \
+             (the body's SHA-256 or UNSIGNED-PAYLOAD)."
+                .into(),
+        ));
+    };
+    let claimed = v.to_str().map_err(|_| AuthError::ContentSha256Mismatch)?;
+    let hex = claimed.len() == 64 && claimed.bytes().all(|b| b.is_ascii_hexdigit());
+    if claimed == UNSIGNED_PAYLOAD || hex {
+        Ok(vec![claimed.to_owned()])
+    } else {
+        Err(AuthError::ContentSha256Mismatch)
     }
 }
 

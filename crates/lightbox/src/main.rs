@@ -118,6 +118,9 @@ struct ServeArgs {
     /// about three times its size).
     #[arg(long, env = "LIGHTBOX_IMPORT_MEMORY_BUDGET", default_value_t = 2 << 30)]
     import_memory_budget: u64,
+    /// Largest STOW-RS request body in bytes (each part is at most --import-max-file-bytes).
+    #[arg(long, env = "LIGHTBOX_STOW_MAX_BODY_BYTES", default_value_t = 1 << 30)]
+    stow_max_body_bytes: u64,
     /// Files parsed and transcoded at once on this node (default: the number of cores).
     #[arg(long, env = "LIGHTBOX_IMPORT_CONCURRENCY")]
     import_concurrency: Option<usize>,
@@ -210,6 +213,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             file_concurrency: args
                 .import_concurrency
                 .unwrap_or_else(|| lightbox_service::ImportConfig::default().file_concurrency),
+            stow_max_body_bytes: args.stow_max_body_bytes,
         },
         max_update_payload_bytes: args.max_update_payload_bytes,
         max_copy_frames: args.max_copy_frames,

@@ -3,9 +3,11 @@
 //! (`accept`), multipart/related bodies (`multipart`), and the handlers.
 
 pub mod accept;
+pub mod instance;
 pub mod multipart;
 pub mod qido;
 pub mod routes;
+pub mod stow;
 pub mod wado;
 
 use std::sync::Arc;
@@ -69,6 +71,15 @@ pub fn datastore_id(route: &DicomwebRoute) -> Result<DatastoreId, ApiError> {
         .map_err(|_| ApiError::validation("invalid datastoreId"))
 }
 
+/// The STOW-RS route of a request, if it is one: `stow::handle` serves it before the pipeline
+/// collects the body (it streams up to 1 GB and checks SigV4 itself).
+pub fn store_route(method: &str, path: &str) -> Option<DicomwebRoute> {
+    match match_route(method, path) {
+        Some(Ok(route @ DicomwebRoute::Store { .. })) => Some(route),
+        _ => None,
+    }
+}
+
 /// The answer for a path no served DICOMweb action matches.
 pub fn no_operation() -> ApiError {
     ApiError::new(
@@ -92,6 +103,7 @@ pub async fn handle(
         | DicomwebRoute::InstanceMetadata { .. }
         | DicomwebRoute::InstanceFrames { .. }
         | DicomwebRoute::Bulkdata { .. } => wado::handle(svc, route, req).await,
+        DicomwebRoute::Instance { .. } => instance::handle(svc, route, req).await,
         _ => {
             let _ = (&svc, &req);
             Err(no_operation())

@@ -131,7 +131,7 @@ pub async fn handle(
 }
 
 /// A UID in a path: 1 to 64 characters of digits and dots.
-fn check_uid(uid: &str, name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_uid(uid: &str, name: &str) -> Result<(), ApiError> {
     let ok = !uid.is_empty()
         && uid.len() <= 64
         && uid
@@ -146,12 +146,12 @@ fn check_uid(uid: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn not_acceptable(message: impl Into<String>) -> ApiError {
+pub(crate) fn not_acceptable(message: impl Into<String>) -> ApiError {
     ApiError::new(406, "NotAcceptableException", message)
 }
 
 /// Every `Accept` header of the request, parsed as one list (400 when malformed).
-fn accept_header(req: &DicomwebRequest<'_>) -> Result<Vec<MediaRange>, ApiError> {
+pub(crate) fn accept_header(req: &DicomwebRequest<'_>) -> Result<Vec<MediaRange>, ApiError> {
     let mut joined = String::new();
     for value in req.headers.get_all(header::ACCEPT) {
         let text = value
@@ -225,7 +225,7 @@ fn stream_error(e: ServiceError) -> BoxError {
 
 /// The multipart response's `Content-Type` (PS3.18 8.7.3.5.1):
 /// `multipart/related; type="…"; transfer-syntax=…; boundary=…`.
-fn multipart_content_type(
+pub(crate) fn multipart_content_type(
     related_type: &str,
     transfer_syntax: Option<&str>,
     boundary: &str,
