@@ -230,6 +230,19 @@ def test_ohif_study_list(srv, store, client):
         assert uids(got) == by_n(*want), filters
 
 
+def test_dicom_host_name(srv, store):
+    """AWS serves DICOMweb on its own `dicom-medical-imaging.<region>` host: a deployment mirroring
+    that gives Lightbox a `dicom-<host>` name. Routing is by path and SigV4 signs the Host sent,
+    so the same listener answers under that name, and RetrieveURLs use it."""
+    port = srv.url.rsplit(":", 1)[1]
+    host = f"dicom-localhost:{port}"
+    r = signed_session().get(f"{srv.url}/datastore/{store['ds']}/studies?limit=1",
+                             headers={"Accept": "application/dicom+json", "Host": host})
+    assert r.status_code == 200, r.text
+    [study] = r.json()
+    assert study["00081190"]["Value"][0].startswith(f"http://{host}/datastore/{store['ds']}/studies/")
+
+
 def test_study_matching(client):
     cases = [
         # Exact matching is case-sensitive; the conflicting PatientID is in a non-primary set.
