@@ -7,7 +7,9 @@ a conflicting grouping element -> a non-primary image set; an instance of anothe
 FailedSOPSequence 0xA900 and 409 while the others are stored; bad requests (malformed multipart,
 wrong boundary, wrong Content-Type, no parts, non-DICOM parts, an oversized part, a body over the
 limit, unsigned or wrongly hashed bodies) get their status and leave nothing half-stored (no new
-image set, no new blob, no pending blob). Runs on both backends (LIGHTBOX_TEST_BACKEND)."""
+image set, no new blob, no pending blob); a server killed mid-request is recovered after a restart
+(the request's job lease expires: its pending blobs are deleted). Runs on both backends
+(LIGHTBOX_TEST_BACKEND)."""
 
 import glob
 import http.client
@@ -463,3 +465,50 @@ def test_warnings_are_202(srv, ds, session, corpus, stored):
     out = client_for(srv, ds, session).store_instances([d2])
     assert out.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == d2.SOPInstanceUID
     assert_nothing_pending(srv)
+
+
+def test_interrupted_request_is_recovered(make_server, corpus):
+    """A server killed (SIGKILL) in the middle of a STOW-RS request, after a first complete part
+    was processed (its frames written as pending blobs): the request's job lease expires and the
+    restarted server recovers it: no pending blob row, no LOCKED version, and the data store's
+    blob files back to what they were before the request."""
+    server = make_server(args=["--job-lease-ms", "2000"])
+    ds = make_datastore(server, "stow-recover")
+
+    def blob_files():
+        return sorted(p for p in glob.glob(str(blob_root(server) / "datastores" / ds / "**" / "*"),
+                                           recursive=True) if os.path.isfile(p))
+
+    before = blob_files()
+    part1 = multipart([("application/dicom", to_bytes(variant(corpus, "CT_small.dcm", ".21")))], close=False)
+    # Part 1 ends where part 2's delimiter begins; part 2's bytes never come.
+    body = part1 + b"--stowtestboundary\r\nContent-Type: application/dicom\r\n\r\nDICM"
+    url = f"{server.url}/datastore/{ds}/studies"
+    req = requests.Request("POST", url, data=iter([body]), auth=SigV4(), headers={
+        "Content-Type": 'multipart/related; type="application/dicom"; boundary=stowtestboundary'}).prepare()
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn.putrequest("POST", parts.path, skip_host=True, skip_accept_encoding=True)
+    for k, v in req.headers.items():
+        if k.lower() not in ("transfer-encoding", "content-length"):
+            conn.putheader(k, v)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.send(f"{len(body):x}\r\n".encode() + body + b"\r\n")
+    deadline = time.monotonic() + 30
+    while catalog_rows(server, "SELECT COUNT(*) FROM pending_blobs") == [(0,)] or blob_files() == before:
+        assert time.monotonic() < deadline, "part 1's frames were never written"
+        time.sleep(0.05)
+    server.kill()
+    conn.close()
+
+    server.start()
+    deadline = time.monotonic() + 30
+    while True:
+        pending = catalog_rows(server, "SELECT COUNT(*) FROM pending_blobs")
+        locked = catalog_rows(server, "SELECT COUNT(*) FROM image_set_versions WHERE state = 'LOCKED'")
+        jobs = catalog_rows(server, "SELECT state FROM jobs WHERE kind = 'stow.recover'")
+        if pending == [(0,)] and locked == [(0,)] and jobs == [("SUCCEEDED",)] and blob_files() == before:
+            break
+        assert time.monotonic() < deadline, (pending, locked, jobs, len(blob_files()), len(before))
+        time.sleep(0.2)

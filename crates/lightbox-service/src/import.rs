@@ -177,7 +177,12 @@ impl Service {
     /// Ends a job FAILED: finishes versions it left LOCKED, deletes its pending blobs, writes
     /// the outputs it can, and records `message`.
     async fn fail_import(&self, job: &ImportJob, message: &str) {
-        let committed = self.recover_import_versions(job).await;
+        let committed = self
+            .recover_versions(
+                &job.id,
+                "The import job writing this version was interrupted",
+            )
+            .await;
         self.collect_pending_blobs(&job.id).await;
         let failure = vec![json!({
             "inputFile": split_s3_uri(&job.input_s3_uri).map(|(_, prefix)| prefix).unwrap_or(""),
@@ -208,13 +213,18 @@ impl Service {
         tracing::info!(job_id = %job.id, "import job FAILED");
     }
 
-    /// Versions this job left LOCKED end IMPORT_FAILED; returns the image sets it committed.
-    async fn recover_import_versions(&self, job: &ImportJob) -> BTreeMap<String, (i64, bool, u64)> {
+    /// Versions the writer `job_id` (an import job, a STOW-RS request) left LOCKED end
+    /// IMPORT_FAILED with `message`; returns the image sets it committed.
+    pub(crate) async fn recover_versions(
+        &self,
+        job_id: &str,
+        message: &str,
+    ) -> BTreeMap<String, (i64, bool, u64)> {
         let mut committed = BTreeMap::new();
-        let versions = match self.catalog.image_set_versions_by_job(&job.id).await {
+        let versions = match self.catalog.image_set_versions_by_job(job_id).await {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(job_id = %job.id, error = %e, "listing an import job's versions failed");
+                tracing::warn!(job_id = %job_id, error = %e, "listing a writer's versions failed");
                 return committed;
             }
         };
@@ -228,7 +238,7 @@ impl Service {
                         v.version,
                         &VersionCompletion::Failed {
                             status: ImageSetWorkflowStatus::ImportFailed,
-                            message: "The import job writing this version was interrupted".into(),
+                            message: message.into(),
                         },
                         self.clock.now(),
                     )

@@ -1,6 +1,7 @@
 //! Background work on the catalog's job queue: workers claim jobs with leases, renew them while
 //! working (heartbeats), and record the outcome. A job whose worker dies is taken over by any
-//! node once its lease expires. The data store lifecycle and DICOM imports (`import.rs`) run here.
+//! node once its lease expires. The data store lifecycle, DICOM imports (`import.rs`), image set
+//! changes (`changes.rs`) and the recovery of interrupted STOW-RS requests (`stow.rs`) run here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ const KINDS: &[&str] = &[
     DATASTORE_DELETE,
     crate::import_jobs::DICOM_IMPORT,
     crate::changes::IMAGE_SET_CHANGE,
+    crate::stow::STOW_RECOVER,
 ];
 
 /// Blob keys of a data store all start with this prefix.
@@ -48,7 +50,7 @@ fn payload_datastore(job: &Job) -> Result<DatastoreId, String> {
 }
 
 impl Service {
-    fn lease(&self) -> Lease<'_> {
+    pub(crate) fn lease(&self) -> Lease<'_> {
         Lease {
             owner: &self.config.node_id,
             now: self.clock.now(),
@@ -135,6 +137,9 @@ impl Service {
         }
         if job.kind == crate::changes::IMAGE_SET_CHANGE {
             return self.run_image_set_change(job).await;
+        }
+        if job.kind == crate::stow::STOW_RECOVER {
+            return self.run_stow_recovery(job).await;
         }
         let id = payload_datastore(job)?;
         let result = match job.kind.as_str() {

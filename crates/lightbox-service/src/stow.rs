@@ -6,16 +6,31 @@
 //!
 //! Usage: `begin_stow`, then `stow_part` / `stow_reject_part` once per part in request order,
 //! then `finish_stow` (commit, one result per part) or `abort_stow` (store nothing).
+//!
+//! Every request is a job of the queue (`stow/<uuid>`, kind `stow.recover`), started already
+//! leased to this node (`Catalog::start_leased_job`); its id is the owner id. A heartbeat task
+//! renews the lease while the request runs and stops when the request ends or is dropped;
+//! `finish_stow` / `abort_stow` finish the job. If the node dies (or the request is dropped)
+//! the lease expires and any node claims the job: `run_stow_recovery` ends the versions the
+//! request left LOCKED IMPORT_FAILED and deletes its pending blobs.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use lightbox_domain::{DatastoreId, DatastoreStatus, LosslessStorageFormat};
-use serde_json::Value;
+use lightbox_storage::{Job, JobOutcome, Lease, NewJob};
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::import::{FileOutcome, ImportedInstance, ProcessOptions, Writer};
 use crate::{Service, ServiceError};
+
+/// Recovers a STOW-RS request whose node died: claimed only once its lease expired.
+pub(crate) const STOW_RECOVER: &str = "stow.recover";
+
+/// The message of versions an interrupted STOW-RS request left LOCKED.
+const INTERRUPTED: &str = "The STOW-RS request writing this version was interrupted";
 
 /// PS3.18 / PS3.4 failure reasons of a STOW-RS FailedSOPSequence item.
 pub mod failure_reason {
@@ -35,10 +50,25 @@ pub mod failure_reason {
 /// One STOW-RS request in progress.
 pub struct StowRequest {
     datastore_id: DatastoreId,
+    /// The request's job id, owner of its pending blobs and versions.
     owner: String,
     study: Option<String>,
     format: lightbox_frames::StorageFormat,
     parts: Vec<Part>,
+    heartbeat: Heartbeat,
+}
+
+/// Renews a request's job lease while it lives; stops when dropped.
+struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+    /// Set once a renewal found the lease lost (another node may be recovering the request).
+    lost: Arc<AtomicBool>,
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 enum Part {
@@ -155,13 +185,106 @@ impl Service {
                 lightbox_frames::StorageFormat::Jpeg2000Lossless
             }
         };
+        let owner = format!("stow/{}", uuid::Uuid::new_v4().simple());
+        let job = NewJob {
+            id: owner.clone(),
+            kind: STOW_RECOVER.to_owned(),
+            payload: json!({ "datastoreId": datastore_id.as_str(), "owner": owner }).to_string(),
+            not_before: self.clock.now(),
+        };
+        self.catalog.start_leased_job(&job, &self.lease()).await?;
+        let heartbeat = self.stow_heartbeat(&owner);
         Ok(StowRequest {
             datastore_id: datastore_id.clone(),
-            owner: format!("stow-{}", uuid::Uuid::new_v4().simple()),
+            owner,
             study: study.map(str::to_owned),
             format,
             parts: Vec::new(),
+            heartbeat,
         })
+    }
+
+    /// Renews the lease of job `id` every third of `job_lease` until dropped.
+    fn stow_heartbeat(&self, id: &str) -> Heartbeat {
+        let catalog = self.catalog.clone();
+        let clock = self.clock.clone();
+        let node = self.config.node_id.clone();
+        let duration = self.config.job_lease;
+        let max_attempts = self.config.job_max_attempts;
+        let id = id.to_owned();
+        let lost = Arc::new(AtomicBool::new(false));
+        let flag = lost.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(duration / 3).await;
+                let lease = Lease {
+                    owner: &node,
+                    now: clock.now(),
+                    duration,
+                    max_attempts,
+                };
+                match catalog.renew_job_lease(&id, &lease).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job_id = %id, "STOW-RS request lease lost");
+                        flag.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(job_id = %id, error = %e, "STOW-RS lease renewal failed")
+                    }
+                }
+            }
+        });
+        Heartbeat { task, lost }
+    }
+
+    /// Whether the request still holds its job lease (renewing it now).
+    async fn stow_lease_held(&self, req: &StowRequest) -> bool {
+        if req.heartbeat.lost.load(Ordering::SeqCst) {
+            return false;
+        }
+        // An unreachable catalog counts as held: the commit then fails on its own.
+        self.catalog
+            .renew_job_lease(&req.owner, &self.lease())
+            .await
+            .unwrap_or(true)
+    }
+
+    /// Stops the request's heartbeat and records how its job ended.
+    async fn finish_stow_job(&self, req: &StowRequest, outcome: JobOutcome) {
+        req.heartbeat.task.abort();
+        match self
+            .catalog
+            .finish_job(&req.owner, &self.config.node_id, &outcome, self.clock.now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(job_id = %req.owner, "STOW-RS request finished after its lease was lost")
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %req.owner, error = %e, "recording a STOW-RS request's end failed")
+            }
+        }
+    }
+
+    /// Runs a `stow.recover` job, claimed only once the lease of the request's node expired:
+    /// versions the request left LOCKED end IMPORT_FAILED and its pending blobs are deleted.
+    pub(crate) async fn run_stow_recovery(&self, job: &Job) -> Result<String, String> {
+        let v: Value =
+            serde_json::from_str(&job.payload).map_err(|e| format!("bad payload: {e}"))?;
+        let owner = v
+            .get("owner")
+            .and_then(Value::as_str)
+            .ok_or("payload lacks an owner")?;
+        let committed = self.recover_versions(owner, INTERRUPTED).await;
+        self.collect_pending_blobs(owner).await;
+        tracing::info!(job_id = %job.id, committed = committed.len(), "interrupted STOW-RS request recovered");
+        Ok(format!(
+            "recovered an interrupted request ({} image sets committed)",
+            committed.len()
+        ))
     }
 
     /// Parses and transcodes one part's P10 bytes (at most the per-file quota), storing its
@@ -245,6 +368,25 @@ impl Service {
     /// Commits every processed part (grouping and primary / non-primary image sets exactly as
     /// import jobs do), deletes what no record took over, and returns one result per part.
     pub async fn finish_stow(&self, req: StowRequest) -> Vec<StowResult> {
+        if !self.stow_lease_held(&req).await {
+            // Another node may be recovering the request: commit nothing.
+            self.collect_pending_blobs(&req.owner).await;
+            self.finish_stow_job(&req, JobOutcome::Failed("lease lost".into()))
+                .await;
+            return req
+                .parts
+                .iter()
+                .map(|p| match p {
+                    Part::Failed(f) => StowResult::Failed(f.clone()),
+                    Part::Processed(inst) => StowResult::Failed(StowFailure {
+                        reason: failure_reason::PROCESSING_FAILURE,
+                        sop_class_uid: Some(sop_class(inst)),
+                        sop_instance_uid: Some(inst.sop_instance_uid.clone()),
+                        message: "The request took too long to be committed".into(),
+                    }),
+                })
+                .collect();
+        }
         let instances: Vec<Option<&ImportedInstance>> = req
             .parts
             .iter()
@@ -259,6 +401,12 @@ impl Service {
         };
         let placements = self.commit_instances(writer, &instances).await;
         self.collect_pending_blobs(&req.owner).await;
+        let stored = placements.values().filter(|p| p.is_ok()).count();
+        self.finish_stow_job(
+            &req,
+            JobOutcome::Succeeded(format!("{stored} of {} parts stored", req.parts.len())),
+        )
+        .await;
         req.parts
             .iter()
             .enumerate()
@@ -298,6 +446,8 @@ impl Service {
     /// nothing is committed and every blob it wrote is deleted.
     pub async fn abort_stow(&self, req: StowRequest) {
         self.collect_pending_blobs(&req.owner).await;
+        self.finish_stow_job(&req, JobOutcome::Failed("aborted".into()))
+            .await;
     }
 }
 

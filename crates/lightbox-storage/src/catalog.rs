@@ -474,6 +474,13 @@ pub trait Catalog: Send + Sync + 'static {
     /// Enqueues a job; returns `false` if a job with that id already exists.
     async fn enqueue_job(&self, job: NewJob) -> Result<bool, StorageError>;
 
+    /// Inserts `job` already claimed: RUNNING, attempts 1, leased to `lease.owner` until
+    /// `lease.now + lease.duration` (as `claim_job` leaves it), for work the caller starts at
+    /// once and keeps leased while it runs (renew and finish as a claimed job). If the holder
+    /// dies, the job is claimed again once the lease expires, so its kind's worker can recover
+    /// what was left. An id that exists is an error.
+    async fn start_leased_job(&self, job: &NewJob, lease: &Lease<'_>) -> Result<(), StorageError>;
+
     /// Atomically claims the oldest claimable job of one of `kinds`: QUEUED and due, or RUNNING
     /// with an expired lease (its owner died). Exactly one caller gets each claim, whichever
     /// process it runs in. A job whose lease expired after `max_attempts` claims is marked

@@ -937,6 +937,24 @@ impl Catalog for SqlCatalog {
         insert_job(&mut conn, &job, now).await
     }
 
+    async fn start_leased_job(&self, job: &NewJob, lease: &Lease<'_>) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO jobs (id, kind, payload, state, attempts, not_before, lease_owner, \
+             lease_expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $8)",
+        )
+        .bind(job.id.as_str())
+        .bind(job.kind.as_str())
+        .bind(job.payload.as_str())
+        .bind(JobState::Running.as_str())
+        .bind(job.not_before.0)
+        .bind(lease.owner)
+        .bind(lease_end(lease))
+        .bind(lease.now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn claim_job(
         &self,
         kinds: &[&str],

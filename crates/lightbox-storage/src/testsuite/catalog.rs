@@ -551,6 +551,94 @@ async fn jobs(c: Arc<dyn Catalog>) {
     assert_eq!(j2.state, JobState::Failed);
     assert!(j2.result.unwrap().contains("abandoned"));
 
+    // A job started leased is held like a claimed one: not claimable before its lease
+    // expires, renewed and finished only by its owner, taken over once the lease expires.
+    let s0 = t0 + 10_000;
+    let started = job("s1", "q.s", s0);
+    c.start_leased_job(&started, &lease("n1", s0))
+        .await
+        .unwrap();
+    let s1 = c.get_job("s1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            s1.state,
+            s1.attempts,
+            s1.lease_owner.as_deref(),
+            s1.lease_expires_at
+        ),
+        (JobState::Running, 1, Some("n1"), Some(Millis(s0 + 1_000)))
+    );
+    assert!(
+        c.start_leased_job(&started, &lease("n2", s0))
+            .await
+            .is_err(),
+        "an id that exists is an error"
+    );
+    assert!(
+        c.claim_job(&["q.s"], &lease("n2", s0 + 500))
+            .await
+            .unwrap()
+            .is_none(),
+        "a started job is held until its lease expires"
+    );
+    assert!(
+        !c.renew_job_lease("s1", &lease("n2", s0 + 600))
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.renew_job_lease("s1", &lease("n1", s0 + 600))
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.claim_job(&["q.s"], &lease("n2", s0 + 1_200))
+            .await
+            .unwrap()
+            .is_none(),
+        "a renewed lease holds the job longer"
+    );
+    let taken = c
+        .claim_job(&["q.s"], &lease("n2", s0 + 1_601))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            taken.id.as_str(),
+            taken.attempts,
+            taken.lease_owner.as_deref()
+        ),
+        ("s1", 2, Some("n2"))
+    );
+    assert!(
+        c.finish_job("s1", "n2", &done, Millis(s0 + 1_700))
+            .await
+            .unwrap()
+    );
+    c.start_leased_job(&job("s2", "q.s", s0), &lease("n1", s0))
+        .await
+        .unwrap();
+    assert!(
+        !c.finish_job("s2", "n2", &done, Millis(s0 + 100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        c.finish_job("s2", "n1", &done, Millis(s0 + 100))
+            .await
+            .unwrap()
+    );
+    let s2 = c.get_job("s2").await.unwrap().unwrap();
+    assert_eq!((s2.state, s2.lease_owner), (JobState::Succeeded, None));
+    assert!(
+        c.claim_job(&["q.s"], &lease("n3", s0 + 5_000))
+            .await
+            .unwrap()
+            .is_none(),
+        "finished started jobs are not claimed again"
+    );
+
     // Many concurrent claimers: every job is claimed exactly once.
     for i in 0..20 {
         c.enqueue_job(job(&format!("race-{i}"), "q.race", t0))
