@@ -16,7 +16,8 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames, parse_basic_offsets
 
-from test_dicomweb_wado import (SigV4, error_of, module_aws_env, pixel_bytes, split_multipart,  # noqa: F401
+from conftest import SigV4
+from test_dicomweb_wado import (error_of, pixel_bytes, split_multipart,
                                 uids)
 from test_image_set_reads import boto3_import, decode_htj2k, reference_pixels
 from test_import import make_datastore

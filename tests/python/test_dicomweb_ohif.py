@@ -42,7 +42,6 @@ sources of OHIF/Viewers and dcmjs-org/dicomweb-client:
 
 Our own code throughout (no OHIF code copied)."""
 
-import os
 import shutil
 import urllib.parse
 
@@ -50,11 +49,8 @@ import numpy as np
 import pydicom
 import pytest
 import requests
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
-from conftest import Lightbox
+from conftest import Lightbox, SigV4
 from test_image_set_reads import boto3_import, decode_htj2k, reference_pixels
 from test_import import make_datastore
 
@@ -111,34 +107,6 @@ def study_list_params(includefield=INCLUDE_RELEASE, **filters):
             params[k] = filters.pop(k)
     assert not filters, filters
     return params
-
-
-class SigV4(requests.auth.AuthBase):
-    """SigV4 as the AWS SDKs sign (service medical-imaging, us-east-1, keys test/test) over Host
-    and Accept; the URL is signed exactly as sent (its query already percent-encoded)."""
-
-    def __call__(self, r):
-        r.headers["Host"] = urllib.parse.urlsplit(r.url).netloc
-        signed = {k: v for k, v in r.headers.items() if k.lower() in ("accept", "host")}
-        aws = AWSRequest(method=r.method, url=r.url, data=r.body or b"", headers=signed)
-        SigV4Auth(Credentials("test", "test"), "medical-imaging", "us-east-1").add_auth(aws)
-        for k, v in aws.headers.items():
-            r.headers[k] = v
-        return r
-
-
-@pytest.fixture(scope="module")
-def module_aws_env(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            mp.delenv(name, raising=False)
-    d = tmp_path_factory.mktemp("aws-none")
-    mp.setenv("AWS_CONFIG_FILE", str(d / "no-aws-config"))
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(d / "no-aws-credentials"))
-    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")

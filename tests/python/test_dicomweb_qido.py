@@ -6,17 +6,13 @@ ordering (studies by last update, series by SeriesNumber), offset paging, non-pr
 never listed, deleted image sets gone, and bad parameters answered 400 with a JSON message.
 Runs on both backends (LIGHTBOX_TEST_BACKEND=embedded | postgres-s3)."""
 
-import os
 import time
 
 import pytest
 import requests
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from dicomweb_client.api import DICOMwebClient
 
-from conftest import Lightbox
+from conftest import Lightbox, signed_session
 from test_image_set_reads import boto3_import
 from test_import import make_datastore
 
@@ -97,40 +93,6 @@ def write_instances(out, s):
             ds.save_as(path, enforce_file_format=True)
             files[path.name] = path
     return files
-
-
-class SigV4(requests.auth.AuthBase):
-    """Signs every request as the AWS SDKs do (keys test/test, us-east-1). dicomweb-client sets
-    its own `Host` header (without the port): that is the one signed."""
-
-    def __call__(self, r):
-        req = AWSRequest(method=r.method, url=r.url, data=r.body or b"",
-                         headers={k: v for k, v in r.headers.items() if k.lower() in ("accept", "host")})
-        SigV4Auth(Credentials("test", "test"), "medical-imaging", "us-east-1").add_auth(req)
-        for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256"):
-            if name in req.headers:
-                r.headers[name] = req.headers[name]
-        return r
-
-
-def signed_session():
-    session = requests.Session()
-    session.auth = SigV4()
-    return session
-
-
-@pytest.fixture(scope="module")
-def module_aws_env(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            mp.delenv(name, raising=False)
-    d = tmp_path_factory.mktemp("aws-none")
-    mp.setenv("AWS_CONFIG_FILE", str(d / "no-aws-config"))
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(d / "no-aws-credentials"))
-    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from dicomweb_client.api import DICOMwebClient
 
-from conftest import Lightbox
-from test_dicomweb_wado import ELE_MEDIA, module_aws_env, pixel_bytes, uids  # noqa: F401
+from conftest import Lightbox, SigV4
+from test_dicomweb_wado import ELE_MEDIA, pixel_bytes, uids
 from test_import import blob_root, catalog_rows, make_datastore
 
 CORPUS = ["CT_small.dcm", "MR_small.dcm", "emri_small.dcm", "SC_rgb.dcm"]
@@ -35,40 +35,6 @@ MAX_PART = 1 << 20  # --import-max-file-bytes for this module's server
 MAX_BODY = 3 << 20  # --stow-max-body-bytes
 DICOM_JSON = "application/dicom+json"
 IDLE_SECS = 2  # --body-timeout-secs: the longest wait for the next piece of a STOW-RS body
-
-
-class SigV4(requests.auth.AuthBase):
-    """Signs like the AWS SDKs (medical-imaging, us-east-1, test/test), with `x-amz-content-sha256`:
-    the SHA-256 of a bytes body, UNSIGNED-PAYLOAD for a streamed (generator) body."""
-
-    def __init__(self, declared=None):
-        self.declared = declared  # force a payload hash (tests of a wrong one)
-
-    def __call__(self, r):
-        r.headers["Host"] = urllib.parse.urlsplit(r.url).netloc
-        if self.declared is not None:
-            payload = self.declared
-        elif isinstance(r.body, (bytes, bytearray)):
-            payload = hashlib.sha256(r.body).hexdigest()
-        elif r.body is None:
-            payload = hashlib.sha256(b"").hexdigest()
-        else:
-            payload = "UNSIGNED-PAYLOAD"
-        r.headers["x-amz-content-sha256"] = payload
-        signed = {k: v for k, v in r.headers.items()
-                  if k.lower() in ("accept", "host", "content-type", "x-amz-content-sha256")}
-        aws = AWSRequest(method=r.method, url=r.url, data=b"", headers=signed)
-        Declared(Credentials("test", "test"), "medical-imaging", "us-east-1").add_auth(aws)
-        for k, v in aws.headers.items():
-            r.headers[k] = v
-        return r
-
-
-class Declared(SigV4Auth):
-    """botocore's signer with the payload hash taken from the x-amz-content-sha256 header."""
-
-    def payload(self, request):
-        return request.headers["x-amz-content-sha256"]
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,16 @@ BulkDataURI, `?imageSetId=` for a non-primary image set, and the errors (404, 40
 Runs on both backends (LIGHTBOX_TEST_BACKEND=embedded | postgres-s3). One server and its imports
 are shared by the module."""
 
-import os
 import shutil
 import time
-import urllib.parse
 
 import numpy as np
 import pydicom
 import pytest
 import requests
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from dicomweb_client.api import DICOMwebClient
 
-from conftest import Lightbox
+from conftest import Lightbox, SigV4
 from test_image_set_reads import boto3_import, decode_htj2k, reference_pixels
 from test_import import make_datastore
 
@@ -45,35 +40,6 @@ BULK_SIZE = (1 << 20) + 12346  # even: OB values are padded to even length
 # Attributes compared with pydicom's DICOM JSON.
 KEY_TAGS = ["00080016", "00080018", "00080020", "00080060", "00100010", "00100020", "0020000D", "0020000E",
             "00200013", "00280002", "00280004", "00280010", "00280011", "00280100", "00280101", "00280103"]
-
-
-class SigV4(requests.auth.AuthBase):
-    """Signs each request like the AWS SDKs (service medical-imaging, us-east-1, test/test).
-    dicomweb-client sets a Host header without the port (harmless on 443, wrong here: the server
-    builds BulkDataURIs from it), so Host is set from the URL first."""
-
-    def __call__(self, r):
-        r.headers["Host"] = urllib.parse.urlsplit(r.url).netloc
-        signed = {k: v for k, v in r.headers.items() if k.lower() in ("accept", "host")}
-        aws = AWSRequest(method=r.method, url=r.url, data=r.body or b"", headers=signed)
-        SigV4Auth(Credentials("test", "test"), "medical-imaging", "us-east-1").add_auth(aws)
-        for k, v in aws.headers.items():
-            r.headers[k] = v
-        return r
-
-
-@pytest.fixture(scope="module")
-def module_aws_env(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            mp.delenv(name, raising=False)
-    d = tmp_path_factory.mktemp("aws-none")
-    mp.setenv("AWS_CONFIG_FILE", str(d / "no-aws-config"))
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(d / "no-aws-credentials"))
-    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    yield
-    mp.undo()
 
 
 @pytest.fixture(scope="module")

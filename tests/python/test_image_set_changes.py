@@ -30,7 +30,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import wait_status
-from test_image_set_reads import boto3_import, module_aws_env, srv  # noqa: F401 (fixtures)
+from test_image_set_reads import boto3_import, srv  # noqa: F401 (fixture)
 from test_import import AWS, blob_root, make_datastore, read_outputs, run_aws, start_and_wait
 
 # Corpus files imported (by the AWS CLI) into the shared data store, one primary image set each,

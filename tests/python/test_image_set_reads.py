@@ -61,21 +61,6 @@ GEN_STUDIES, GEN_SERIES, GEN_INSTANCES, GEN_CONFLICT_EVERY = 2, 2, 4, 2
 
 
 @pytest.fixture(scope="module")
-def module_aws_env(tmp_path_factory):
-    """What conftest.isolated_aws_env does, for the module-scoped fixtures (which run before it)."""
-    mp = pytest.MonkeyPatch()
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            mp.delenv(name, raising=False)
-    d = tmp_path_factory.mktemp("aws-none")
-    mp.setenv("AWS_CONFIG_FILE", str(d / "no-aws-config"))
-    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(d / "no-aws-credentials"))
-    mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    yield
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):
     root = tmp_path_factory.mktemp("reads-server")
     data = root / "data"
