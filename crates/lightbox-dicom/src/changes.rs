@@ -953,6 +953,131 @@ fn new_uid(value: &Value, name: &str, member: &str) -> Result<String, ChangeErro
     Ok(s.to_string())
 }
 
+/// Which member of DICOMUpdates a change document is: what its nodes and attributes do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// removableAttributes: each attribute is removed; a `{}` series or instance node removes
+    /// that series or instance.
+    Remove,
+    /// updatableAttributes: each attribute is set to its checked value; a new identifier
+    /// renames its series or instance.
+    Update,
+}
+
+impl Mode {
+    fn member(self) -> &'static str {
+        match self {
+            Mode::Remove => REMOVABLE,
+            Mode::Update => UPDATABLE,
+        }
+    }
+
+    /// Whether the series or instance a change names is in the document (a removal needs an
+    /// object to change).
+    fn finds(self, entry: Option<&Value>) -> bool {
+        match self {
+            Mode::Remove => entry.is_some_and(Value::is_object),
+            Mode::Update => entry.is_some(),
+        }
+    }
+}
+
+/// Applies one attribute of a change document's `DICOM` map to `node`, the object holding the
+/// changed `DICOM` (and, at the instance level, `DICOMVRs`; `node_vrs` is the change's own):
+/// removes it, or sets its checked value. Returns the new UID an identifier update carries.
+fn change_attribute(
+    node: &mut Map<String, Value>,
+    key: &str,
+    value: &Value,
+    node_vrs: &Map<String, Value>,
+    place: &Place<'_>,
+    mode: Mode,
+) -> Result<Option<String>, ChangeError> {
+    let Place {
+        member,
+        level,
+        path,
+        opts,
+    } = *place;
+    let instance_level = level == Level::Instance;
+    let attr = resolve(key, obj_mut(node, "DICOM"), member, path)?;
+    check_attribute(&attr, place, mode == Mode::Remove)?;
+    if mode == Mode::Remove {
+        obj_mut(node, "DICOM").shift_remove(&attr.key);
+        if instance_level && is_hex8(&attr.key) {
+            obj_mut(node, "DICOMVRs").shift_remove(&attr.key);
+        }
+        return Ok(None);
+    }
+    let mut new_ident = None;
+    let (value, vr_entry) = match attr.kind {
+        // check_attribute admits only the level's own identifier (StudyInstanceUID in
+        // Study.DICOM, SeriesInstanceUID in a series, SOPInstanceUID in an instance).
+        Kind::Standard(_) if ident_of(attr.tag).is_some() => {
+            let uid = new_uid(value, &attr.key, member)?;
+            new_ident = Some(uid.clone());
+            (Value::String(uid), None)
+        }
+        Kind::Standard(vr) => {
+            let v = check_value(&attr, expect_of(vr), value, opts.force, member)?;
+            (v, None)
+        }
+        Kind::Private | Kind::Unknown => {
+            let given = node_vrs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&attr.key))
+                .and_then(|(_, v)| v.as_str());
+            let stored = obj(node, "DICOMVRs")
+                .and_then(|m| m.get(&attr.key))
+                .and_then(Value::as_str);
+            let Some(vr) = given.or(stored).and_then(|s| VR::from_str(s).ok()) else {
+                return fail(format!(
+                    "{member}: new element {} needs its VR in DICOMVRs ({path})",
+                    attr.key
+                ));
+            };
+            let v = check_value(&attr, Expect::Vr(vr), value, opts.force, member)?;
+            (v, Some(vr.to_string().to_owned()))
+        }
+    };
+    put_attr(
+        obj_mut(node, "DICOM"),
+        &attr.key,
+        attr.tag,
+        value,
+        instance_level,
+    );
+    if let Some(vr) = vr_entry {
+        put_attr(
+            obj_mut(node, "DICOMVRs"),
+            &attr.key,
+            attr.tag,
+            Value::String(vr),
+            true,
+        );
+    }
+    Ok(new_ident)
+}
+
+/// Applies a whole `DICOM` map of a change document to `node` (its `DICOM` made if missing);
+/// the new identifier, if one was given.
+fn change_attributes(
+    node: &mut Map<String, Value>,
+    dicom: &Map<String, Value>,
+    node_vrs: &Map<String, Value>,
+    place: &Place<'_>,
+    mode: Mode,
+) -> Result<Option<String>, ChangeError> {
+    obj_mut(node, "DICOM");
+    let mut new_ident = None;
+    for (key, value) in dicom {
+        if let Some(uid) = change_attribute(node, key, value, node_vrs, place, mode)? {
+            new_ident = Some(uid);
+        }
+    }
+    Ok(new_ident)
+}
+
 // ---------------------------------------------------------------------------------------------
 // MetadataDocument
 
@@ -972,10 +1097,10 @@ impl MetadataDocument {
             check_change_structure(u, UPDATABLE)?;
         }
         if let Some(r) = removable {
-            self.apply_removals(r, opts)?;
+            self.apply_change(r, opts, Mode::Remove)?;
         }
         if let Some(u) = updatable {
-            self.apply_document_updates(u, opts)?;
+            self.apply_change(u, opts, Mode::Update)?;
         }
         Ok(())
     }
@@ -1013,12 +1138,16 @@ impl MetadataDocument {
         self.apply_updates(u.as_ref(), r.as_ref(), opts)
     }
 
-    fn apply_removals(
+    /// Walks a checked change document (Patient and Study `DICOM`, then every series and its
+    /// instances), applying each node and attribute as `mode` says.
+    fn apply_change(
         &mut self,
         doc: &Map<String, Value>,
         opts: UpdateOptions,
+        mode: Mode,
     ) -> Result<(), ChangeError> {
-        let member = REMOVABLE;
+        let member = mode.member();
+        let no_vrs = Map::new();
         for (level, node, path) in [
             (Level::Patient, "Patient", "Patient.DICOM"),
             (Level::Study, "Study", "Study.DICOM"),
@@ -1032,166 +1161,45 @@ impl MetadataDocument {
                 path,
                 opts,
             };
-            let target = obj_mut(obj_mut(self.root_mut(), node), "DICOM");
-            for key in dicom.keys() {
-                let attr = resolve(key, target, member, path)?;
-                check_attribute(&attr, &place, true)?;
-                target.shift_remove(&attr.key);
-            }
+            let target = obj_mut(self.root_mut(), node);
+            change_attributes(target, dicom, &no_vrs, &place, mode)?;
         }
         let Some(series) = obj(doc, "Study").and_then(|s| obj(s, "Series")) else {
             return Ok(());
         };
         for (suid, snode) in series {
             let snode = snode.as_object().expect("checked structure");
-            let all = series_map_mut(self.root_mut());
-            let Some(target) = all.get_mut(suid).and_then(Value::as_object_mut) else {
+            if !mode.finds(series_map(self.as_json()).and_then(|m| m.get(suid))) {
                 return fail(format!(
                     "{member}: series Study.Series.<series> does not exist in the image set"
                 ));
-            };
-            if snode.is_empty() {
-                all.shift_remove(suid);
+            }
+            if mode == Mode::Remove && snode.is_empty() {
+                series_map_mut(self.root_mut()).shift_remove(suid);
                 continue;
-            }
-            if let Some(dicom) = obj(snode, "DICOM") {
-                let path = "Study.Series.<series>.DICOM";
-                let place = Place {
-                    member,
-                    level: Level::Series,
-                    path,
-                    opts,
-                };
-                let tdicom = obj_mut(target, "DICOM");
-                for key in dicom.keys() {
-                    let attr = resolve(key, tdicom, member, path)?;
-                    check_attribute(&attr, &place, true)?;
-                    tdicom.shift_remove(&attr.key);
-                }
-            }
-            if let Some(instances) = obj(snode, "Instances") {
-                let tinstances = obj_mut(target, "Instances");
-                for (iuid, inode) in instances {
-                    let inode = inode.as_object().expect("checked structure");
-                    let Some(tinst) = tinstances.get_mut(iuid).and_then(Value::as_object_mut)
-                    else {
-                        return fail(format!(
-                            "{member}: instance Study.Series.<series>.Instances.<instance> does not exist in the image set"
-                        ));
-                    };
-                    if inode.is_empty() {
-                        tinstances.shift_remove(iuid);
-                        continue;
-                    }
-                    let Some(dicom) = obj(inode, "DICOM") else {
-                        continue;
-                    };
-                    let path = "Study.Series.<series>.Instances.<instance>.DICOM";
-                    let place = Place {
-                        member,
-                        level: Level::Instance,
-                        path,
-                        opts,
-                    };
-                    for key in dicom.keys() {
-                        let tdicom = obj_mut(tinst, "DICOM");
-                        let attr = resolve(key, tdicom, member, path)?;
-                        check_attribute(&attr, &place, true)?;
-                        tdicom.shift_remove(&attr.key);
-                        if is_hex8(&attr.key) {
-                            obj_mut(tinst, "DICOMVRs").shift_remove(&attr.key);
-                        }
-                    }
-                }
-                if tinstances.is_empty() {
-                    series_map_mut(self.root_mut()).shift_remove(suid);
-                }
-            }
-        }
-        if self.instance_count() == 0 {
-            return fail(format!(
-                "{member}: an update cannot remove every instance of the image set; use DeleteImageSet"
-            ));
-        }
-        Ok(())
-    }
-
-    fn apply_document_updates(
-        &mut self,
-        doc: &Map<String, Value>,
-        opts: UpdateOptions,
-    ) -> Result<(), ChangeError> {
-        let member = UPDATABLE;
-        for (level, node, path) in [
-            (Level::Patient, "Patient", "Patient.DICOM"),
-            (Level::Study, "Study", "Study.DICOM"),
-        ] {
-            let Some(dicom) = obj(doc, node).and_then(|n| obj(n, "DICOM")) else {
-                continue;
-            };
-            let place = Place {
-                member,
-                level,
-                path,
-                opts,
-            };
-            let target = obj_mut(obj_mut(self.root_mut(), node), "DICOM");
-            for (key, value) in dicom {
-                let attr = resolve(key, target, member, path)?;
-                check_attribute(&attr, &place, false)?;
-                let Kind::Standard(vr) = attr.kind else {
-                    unreachable!("hex keys are rejected above the instance level")
-                };
-                let value = if ident_of(attr.tag).is_some() {
-                    Value::String(new_uid(value, &attr.key, member)?)
-                } else {
-                    check_value(&attr, expect_of(vr), value, opts.force, member)?
-                };
-                put_attr(target, &attr.key, attr.tag, value, false);
-            }
-        }
-        let Some(series) = obj(doc, "Study").and_then(|s| obj(s, "Series")) else {
-            return Ok(());
-        };
-        for (suid, snode) in series {
-            let snode = snode.as_object().expect("checked structure");
-            let exists = series_map(self.as_json()).is_some_and(|m| m.contains_key(suid));
-            if !exists {
-                return fail(format!(
-                    "{member}: series Study.Series.<series> does not exist in the image set"
-                ));
             }
             let mut series_rename = None;
             if let Some(dicom) = obj(snode, "DICOM") {
-                let path = "Study.Series.<series>.DICOM";
                 let place = Place {
                     member,
                     level: Level::Series,
-                    path,
+                    path: "Study.Series.<series>.DICOM",
                     opts,
                 };
-                let all = series_map_mut(self.root_mut());
-                let target = obj_mut(obj_mut(all, suid), "DICOM");
-                for (key, value) in dicom {
-                    let attr = resolve(key, target, member, path)?;
-                    check_attribute(&attr, &place, false)?;
-                    let Kind::Standard(vr) = attr.kind else {
-                        unreachable!("hex keys are rejected above the instance level")
-                    };
-                    let value = if ident_of(attr.tag) == Some(Ident::Series) {
-                        let uid = new_uid(value, &attr.key, member)?;
-                        series_rename = Some(uid.clone());
-                        Value::String(uid)
-                    } else {
-                        check_value(&attr, expect_of(vr), value, opts.force, member)?
-                    };
-                    put_attr(target, &attr.key, attr.tag, value, false);
-                }
+                let target = obj_mut(series_map_mut(self.root_mut()), suid);
+                series_rename = change_attributes(target, dicom, &no_vrs, &place, mode)?;
             }
             if let Some(instances) = obj(snode, "Instances") {
                 for (iuid, inode) in instances {
                     let inode = inode.as_object().expect("checked structure");
-                    self.update_instance(suid, iuid, inode, opts)?;
+                    self.change_instance(suid, iuid, inode, opts, mode)?;
+                }
+                if mode == Mode::Remove {
+                    let all = series_map_mut(self.root_mut());
+                    let left = obj(all, suid).and_then(|s| obj(s, "Instances"));
+                    if left.is_none_or(Map::is_empty) {
+                        all.shift_remove(suid);
+                    }
                 }
             }
             if let Some(new) = series_rename
@@ -1206,17 +1214,25 @@ impl MetadataDocument {
                 rename_key(all, suid, &new);
             }
         }
+        if mode == Mode::Remove && self.instance_count() == 0 {
+            return fail(format!(
+                "{member}: an update cannot remove every instance of the image set; use DeleteImageSet"
+            ));
+        }
         Ok(())
     }
 
-    fn update_instance(
+    /// One instance node of a change document: `{}` removes the instance (removals); else its
+    /// `DICOM` attributes (with `DICOMVRs` for updates of private or unknown elements).
+    fn change_instance(
         &mut self,
         suid: &str,
         iuid: &str,
         node: &Map<String, Value>,
         opts: UpdateOptions,
+        mode: Mode,
     ) -> Result<(), ChangeError> {
-        let member = UPDATABLE;
+        let member = mode.member();
         let path = "Study.Series.<series>.Instances.<instance>.DICOM";
         let place = Place {
             member,
@@ -1226,18 +1242,26 @@ impl MetadataDocument {
         };
         let sop_exists =
             |doc: &MetadataDocument, uid: &str| doc.instances().any(|(_, sop, _)| sop == uid);
-        let exists = series_map(self.as_json())
+        let found = series_map(self.as_json())
             .and_then(|m| obj(m, suid))
             .and_then(|s| obj(s, "Instances"))
-            .is_some_and(|i| i.contains_key(iuid));
-        if !exists {
+            .and_then(|i| i.get(iuid));
+        if !mode.finds(found) {
             return fail(format!(
                 "{member}: instance Study.Series.<series>.Instances.<instance> does not exist in the image set"
             ));
         }
+        if mode == Mode::Remove && node.is_empty() {
+            let all = series_map_mut(self.root_mut());
+            obj_mut(obj_mut(all, suid), "Instances").shift_remove(iuid);
+            return Ok(());
+        }
         let empty = Map::new();
         let dicom = obj(node, "DICOM").unwrap_or(&empty);
-        let node_vrs = obj(node, "DICOMVRs").unwrap_or(&empty);
+        let node_vrs = match mode {
+            Mode::Remove => &empty,
+            Mode::Update => obj(node, "DICOMVRs").unwrap_or(&empty),
+        };
         for key in node_vrs.keys() {
             let known = dicom.keys().any(|k| k.eq_ignore_ascii_case(key));
             if !known {
@@ -1258,46 +1282,8 @@ impl MetadataDocument {
         for (key, value) in dicom {
             let all = series_map_mut(self.root_mut());
             let inst = obj_mut(obj_mut(obj_mut(all, suid), "Instances"), iuid);
-            let attr = resolve(key, obj_mut(inst, "DICOM"), member, path)?;
-            check_attribute(&attr, &place, false)?;
-            let (value, vr_entry) = match attr.kind {
-                Kind::Standard(vr) => {
-                    if attr.tag == Tag(0x0008, 0x0018) {
-                        let uid = new_uid(value, &attr.key, member)?;
-                        sop_rename = Some(uid.clone());
-                        (Value::String(uid), None)
-                    } else {
-                        let v = check_value(&attr, expect_of(vr), value, opts.force, member)?;
-                        (v, None)
-                    }
-                }
-                Kind::Private | Kind::Unknown => {
-                    let given = node_vrs
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(&attr.key))
-                        .and_then(|(_, v)| v.as_str());
-                    let stored = obj(inst, "DICOMVRs")
-                        .and_then(|m| m.get(&attr.key))
-                        .and_then(Value::as_str);
-                    let Some(vr) = given.or(stored).and_then(|s| VR::from_str(s).ok()) else {
-                        return fail(format!(
-                            "{member}: new element {} needs its VR in DICOMVRs ({path})",
-                            attr.key
-                        ));
-                    };
-                    let v = check_value(&attr, Expect::Vr(vr), value, opts.force, member)?;
-                    (v, Some(vr.to_string().to_owned()))
-                }
-            };
-            put_attr(obj_mut(inst, "DICOM"), &attr.key, attr.tag, value, true);
-            if let Some(vr) = vr_entry {
-                put_attr(
-                    obj_mut(inst, "DICOMVRs"),
-                    &attr.key,
-                    attr.tag,
-                    Value::String(vr),
-                    true,
-                );
+            if let Some(uid) = change_attribute(inst, key, value, node_vrs, &place, mode)? {
+                sop_rename = Some(uid);
             }
         }
         if let Some(new) = sop_rename

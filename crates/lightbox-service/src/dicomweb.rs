@@ -281,6 +281,34 @@ pub(crate) fn instance_object<'a>(
         .as_object()
 }
 
+/// The IDs of an instance's stored frames in order (empty where a frame has none).
+pub(crate) fn frame_ids(instance: &Map<String, Value>) -> Vec<String> {
+    instance
+        .get("ImageFrames")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    f.get("ID")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An instance's StoredTransferSyntaxUID (HTJ2K when absent or empty).
+pub(crate) fn stored_transfer_syntax(instance: &Map<String, Value>) -> String {
+    instance
+        .get("StoredTransferSyntaxUID")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("1.2.840.10008.1.2.4.202")
+        .to_string()
+}
+
 /// Parses a frame list (`1,3,2`): numbers from 1, no duplicates, in the order given.
 pub fn parse_frame_list(list: &str) -> Result<Vec<u32>, ServiceError> {
     let invalid = || {
@@ -499,50 +527,19 @@ impl Service {
         Ok(bytes)
     }
 
-    /// GetDICOMInstanceFrames: the stored frames `frame_list` names (see
-    /// [`parse_frame_list`]), in that order, with what decoding them needs.
-    pub async fn wado_frames(
+    /// The catalog records of the frames `wanted` names (frame number, frame ID), in that
+    /// order, `ahead` looked up at once; a frame without an ID or record is NotFound.
+    pub(crate) async fn frame_records(
         &self,
         datastore_id: &DatastoreId,
-        target: &SeriesRef,
-        sop: &str,
-        frame_list: &str,
-    ) -> Result<InstanceFrames, ServiceError> {
-        let numbers = parse_frame_list(frame_list)?;
-        let resolved = self.resolve_series(datastore_id, target).await?;
-        let doc = &resolved.doc;
-        let instance = instance_object(doc, &target.series, sop).ok_or_else(instance_not_found)?;
-        let ids: Vec<&str> = instance
-            .get("ImageFrames")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|f| f.get("ID").and_then(Value::as_str).unwrap_or_default())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if ids.is_empty() {
-            return Err(ServiceError::NotFound("The instance has no frames".into()));
-        }
-        if let Some(n) = numbers.iter().find(|n| **n as usize > ids.len()) {
-            return Err(ServiceError::Validation(format!(
-                "Frame {n} does not exist: the instance has {} frame{}",
-                ids.len(),
-                if ids.len() == 1 { "" } else { "s" }
-            )));
-        }
-        let stored_transfer_syntax = instance
-            .get("StoredTransferSyntaxUID")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("1.2.840.10008.1.2.4.202")
-            .to_string();
-        let image_set_id = resolved.image_set.id.clone();
+        image_set_id: &ImageSetId,
+        wanted: Vec<(u32, String)>,
+        ahead: usize,
+    ) -> Result<Vec<(u32, FrameRecord)>, ServiceError> {
         // Collected first: a lazy `map` closure over borrowed data would make this future
         // not `Send` for every lifetime.
-        let mut lookups = Vec::with_capacity(numbers.len());
-        for &n in &numbers {
-            let id = ids[n as usize - 1].to_string();
+        let mut lookups = Vec::with_capacity(wanted.len());
+        for (n, id) in wanted {
             let image_set_id = image_set_id.clone();
             lookups.push(async move {
                 let found = if id.is_empty() {
@@ -558,12 +555,46 @@ impl Service {
                     .ok_or_else(|| ServiceError::NotFound(format!("Frame {n} is not stored")))
             });
         }
-        let frames: Vec<(u32, FrameRecord)> = futures::stream::iter(lookups)
-            .buffered(FRAME_LOOKUPS)
+        futures::stream::iter(lookups)
+            .buffered(ahead)
             .collect::<Vec<_>>()
             .await
             .into_iter()
-            .collect::<Result<_, _>>()?;
+            .collect()
+    }
+
+    /// GetDICOMInstanceFrames: the stored frames `frame_list` names (see
+    /// [`parse_frame_list`]), in that order, with what decoding them needs.
+    pub async fn wado_frames(
+        &self,
+        datastore_id: &DatastoreId,
+        target: &SeriesRef,
+        sop: &str,
+        frame_list: &str,
+    ) -> Result<InstanceFrames, ServiceError> {
+        let numbers = parse_frame_list(frame_list)?;
+        let resolved = self.resolve_series(datastore_id, target).await?;
+        let doc = &resolved.doc;
+        let instance = instance_object(doc, &target.series, sop).ok_or_else(instance_not_found)?;
+        let ids = frame_ids(instance);
+        if ids.is_empty() {
+            return Err(ServiceError::NotFound("The instance has no frames".into()));
+        }
+        if let Some(n) = numbers.iter().find(|n| **n as usize > ids.len()) {
+            return Err(ServiceError::Validation(format!(
+                "Frame {n} does not exist: the instance has {} frame{}",
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" }
+            )));
+        }
+        let stored_transfer_syntax = stored_transfer_syntax(instance);
+        let wanted = numbers
+            .iter()
+            .map(|&n| (n, ids[n as usize - 1].clone()))
+            .collect();
+        let frames = self
+            .frame_records(datastore_id, &resolved.image_set.id, wanted, FRAME_LOOKUPS)
+            .await?;
         self.touch(&resolved.image_set).await;
         Ok(InstanceFrames {
             stored_transfer_syntax,

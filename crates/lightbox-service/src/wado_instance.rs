@@ -23,10 +23,11 @@ use lightbox_dicom::{
     encapsulated_pixel_data_header, item_header, native_pixel_data_header, p10_parts,
 };
 use lightbox_domain::DatastoreId;
-use lightbox_storage::FrameRecord;
 use serde_json::{Map, Value};
 
-use crate::dicomweb::{instance_not_found, instance_object, pixel_attributes};
+use crate::dicomweb::{
+    frame_ids, instance_not_found, instance_object, pixel_attributes, stored_transfer_syntax,
+};
 use crate::{BlobStream, InstanceFrames, SeriesRef, Service, ServiceError};
 
 /// Explicit VR Little Endian.
@@ -105,26 +106,8 @@ impl Service {
         let resolved = self.resolve_series(datastore_id, target).await?;
         let doc = resolved.doc.clone();
         let instance = instance_object(&doc, &target.series, sop).ok_or_else(instance_not_found)?;
-        let ids: Vec<String> = instance
-            .get("ImageFrames")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|f| {
-                        f.get("ID")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let stored_transfer_syntax = instance
-            .get("StoredTransferSyntaxUID")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("1.2.840.10008.1.2.4.202")
-            .to_string();
+        let ids = frame_ids(instance);
+        let stored_transfer_syntax = stored_transfer_syntax(instance);
         let opts = DicomJsonOptions {
             bulk_data_threshold: usize::MAX,
             bulk_data_base: None,
@@ -138,31 +121,15 @@ impl Service {
         .await
         .map_err(|e| ServiceError::Internal(format!("metadata task: {e}")))?
         .ok_or_else(instance_not_found)?;
-        let image_set_id = resolved.image_set.id.clone();
-        let mut lookups = Vec::with_capacity(ids.len());
-        for (i, id) in ids.into_iter().enumerate() {
-            let image_set_id = image_set_id.clone();
-            let n = i as u32 + 1;
-            lookups.push(async move {
-                let found = if id.is_empty() {
-                    None
-                } else {
-                    self.catalog
-                        .get_image_frame(datastore_id, &image_set_id, &id)
-                        .await?
-                        .and_then(|(_, f)| f)
-                };
-                found
-                    .map(|f| (n, f))
-                    .ok_or_else(|| ServiceError::NotFound(format!("Frame {n} is not stored")))
-            });
-        }
-        let frames: Vec<(u32, FrameRecord)> = futures::stream::iter(lookups)
-            .buffered(FRAMES_AHEAD * 2)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?;
+        let wanted = (1..).zip(ids).collect();
+        let frames = self
+            .frame_records(
+                datastore_id,
+                &resolved.image_set.id,
+                wanted,
+                FRAMES_AHEAD * 2,
+            )
+            .await?;
         self.touch(&resolved.image_set).await;
         Ok(InstanceSource {
             frames: InstanceFrames {

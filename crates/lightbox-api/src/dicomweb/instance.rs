@@ -16,8 +16,9 @@ use http::{HeaderValue, header};
 use lightbox_service::{InstanceEncoding, SeriesRef, Service, ServiceError};
 
 use super::accept::{Rendition, negotiate_instance};
+use super::common::{accept_header, check_uid, image_set_id, not_acceptable};
 use super::multipart::{OutPart, PartBody, new_boundary, write_multipart};
-use super::wado::{accept_header, check_uid, multipart_content_type, not_acceptable};
+use super::wado::multipart_content_type;
 use super::{DicomwebRequest, DicomwebRoute, datastore_id, no_operation};
 use crate::error::ApiError;
 
@@ -44,15 +45,10 @@ pub async fn handle(
     check_uid(study, "StudyInstanceUID")?;
     check_uid(series, "SeriesInstanceUID")?;
     check_uid(instance, "SOPInstanceUID")?;
-    let image_set_id = req
-        .params()
-        .into_iter()
-        .find(|(k, _)| k == "imageSetId")
-        .map(|(_, v)| v);
     let target = SeriesRef {
         study: study.clone(),
         series: series.clone(),
-        image_set_id,
+        image_set_id: image_set_id(&req),
     };
     let accept = accept_header(&req)?;
     let source = svc.wado_instance_source(&ds, &target, instance).await?;

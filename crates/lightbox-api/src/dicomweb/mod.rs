@@ -3,6 +3,7 @@
 //! (`accept`), multipart/related bodies (`multipart`), and the handlers.
 
 pub mod accept;
+mod common;
 pub mod instance;
 pub mod multipart;
 pub mod qido;

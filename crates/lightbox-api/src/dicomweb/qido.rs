@@ -18,19 +18,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, header};
 use lightbox_domain::ImageSetDicomTags;
 use lightbox_service::{DicomSeries, DicomStudy, QidoInclude, QidoPage, Service};
 use serde_json::{Map, Value, json};
 
-use super::accept::parse_accept;
+use super::common::{DICOM_JSON, accept_header, check_uid, json_response, not_acceptable};
 use super::{DicomwebRequest, datastore_id};
 use crate::dicomweb::DicomwebRoute;
 use crate::error::ApiError;
-
-const DICOM_JSON: &str = "application/dicom+json";
 
 /// Runs SearchStudies / SearchSeries.
 pub async fn handle(
@@ -49,7 +46,7 @@ pub async fn handle(
         }
         DicomwebRoute::SearchSeries { study, .. } => {
             if let Some(uid) = study {
-                check_uid(uid)?;
+                check_uid(uid, "StudyInstanceUID")?;
             }
             let page = svc
                 .search_dicom_series(&ds, study.as_deref(), &params)
@@ -61,10 +58,7 @@ pub async fn handle(
         }
         _ => return Err(super::no_operation()),
     };
-    let body = serde_json::to_vec(&body).map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut resp = Response::new(Body::from(body));
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let mut resp = json_response(&body, content_type)?;
     if truncated {
         let host = req
             .base_url
@@ -75,7 +69,7 @@ pub async fn handle(
              Additional results can be requested.\""
         );
         if let Ok(v) = HeaderValue::from_str(&warning) {
-            h.insert(header::WARNING, v);
+            resp.headers_mut().insert(header::WARNING, v);
         }
     }
     Ok(resp)
@@ -85,36 +79,10 @@ fn render<T>(page: &QidoPage<T>, one: impl Fn(&T) -> Map<String, Value>) -> Valu
     Value::Array(page.items.iter().map(|i| Value::Object(one(i))).collect())
 }
 
-/// A study UID in the path: digits and dots, at most 64 characters.
-fn check_uid(uid: &str) -> Result<(), ApiError> {
-    let ok = uid.len() <= 64
-        && uid
-            .split('.')
-            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(
-            "The StudyInstanceUID in the path is not a valid UID",
-        ))
-    }
-}
-
 /// The response media type: `application/dicom+json`, or `application/json` when that is all
 /// the client accepts; 406 for anything else (no XML, no multipart).
 fn negotiate(req: &DicomwebRequest<'_>) -> Result<&'static str, ApiError> {
-    let mut joined = String::new();
-    for value in req.headers.get_all(header::ACCEPT) {
-        let text = value
-            .to_str()
-            .map_err(|_| ApiError::validation("The Accept header is not valid ASCII"))?;
-        if !joined.is_empty() {
-            joined.push_str(", ");
-        }
-        joined.push_str(text);
-    }
-    let ranges = parse_accept(&joined)
-        .map_err(|e| ApiError::validation(format!("The Accept header is malformed: {e}")))?;
+    let ranges = accept_header(req)?;
     if ranges.is_empty() {
         return Ok(DICOM_JSON);
     }
@@ -124,9 +92,7 @@ fn negotiate(req: &DicomwebRequest<'_>) -> Result<&'static str, ApiError> {
     } else if accepted("application/json") {
         Ok("application/json")
     } else {
-        Err(ApiError::new(
-            406,
-            "NotAcceptableException",
+        Err(not_acceptable(
             "Search results are served as application/dicom+json only",
         ))
     }

@@ -76,7 +76,7 @@ pub async fn handle(
         return Err(super::no_operation());
     };
     if let Some(study) = study {
-        super::wado::check_uid(study, "StudyInstanceUID")?;
+        super::common::check_uid(study, "StudyInstanceUID")?;
     }
     let ds = super::datastore_id(&route)?;
     let mut stow = svc.begin_stow(&ds, study.as_deref()).await?;

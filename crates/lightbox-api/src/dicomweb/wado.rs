@@ -20,7 +20,10 @@ use lightbox_domain::DatastoreId;
 use lightbox_service::{SeriesRef, Service, ServiceError};
 use serde_json::{Map, Value};
 
-use super::accept::{MediaRange, Negotiated, Rendition, negotiate_frames, parse_accept};
+use super::accept::{MediaRange, Negotiated, Rendition, negotiate_frames};
+use super::common::{
+    DICOM_JSON, accept_header, check_uid, image_set_id, json_response, not_acceptable,
+};
 use super::multipart::{OutPart, PartBody, new_boundary, write_multipart};
 use super::{DicomwebRequest, DicomwebRoute, datastore_id, no_operation};
 use crate::error::ApiError;
@@ -31,7 +34,6 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 const BULK_DATA_THRESHOLD: usize = 1 << 20;
 /// Frames read or transcoded ahead of the one being sent.
 const FRAMES_AHEAD: usize = 4;
-const DICOM_JSON: &str = "application/dicom+json";
 const OCTET_STREAM: &str = "application/octet-stream";
 
 /// Runs a WADO-RS retrieve route (metadata, frames, bulk data).
@@ -41,11 +43,7 @@ pub async fn handle(
     req: DicomwebRequest<'_>,
 ) -> Result<Response, ApiError> {
     let ds = datastore_id(&route)?;
-    let image_set_id = req
-        .params()
-        .into_iter()
-        .find(|(k, _)| k == "imageSetId")
-        .map(|(_, v)| v);
+    let image_set_id = image_set_id(&req);
     let series_ref = |study: &str, series: &str| -> Result<SeriesRef, ApiError> {
         check_uid(study, "StudyInstanceUID")?;
         check_uid(series, "SeriesInstanceUID")?;
@@ -71,7 +69,7 @@ pub async fn handle(
                     address_bulk_data(item, id);
                 }
             }
-            json_response(&items)
+            json_response(&items, DICOM_JSON)
         }
         DicomwebRoute::InstanceMetadata {
             study,
@@ -92,7 +90,7 @@ pub async fn handle(
             if let Some(id) = &target.image_set_id {
                 address_bulk_data(&mut item, id);
             }
-            json_response(&[item])
+            json_response(&[item], DICOM_JSON)
         }
         DicomwebRoute::InstanceFrames {
             study,
@@ -128,42 +126,6 @@ pub async fn handle(
         }
         _ => Err(no_operation()),
     }
-}
-
-/// A UID in a path: 1 to 64 characters of digits and dots.
-pub(crate) fn check_uid(uid: &str, name: &str) -> Result<(), ApiError> {
-    let ok = !uid.is_empty()
-        && uid.len() <= 64
-        && uid
-            .split('.')
-            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::validation(format!(
-            "The {name} in the path is not a valid UID"
-        )))
-    }
-}
-
-pub(crate) fn not_acceptable(message: impl Into<String>) -> ApiError {
-    ApiError::new(406, "NotAcceptableException", message)
-}
-
-/// Every `Accept` header of the request, parsed as one list (400 when malformed).
-pub(crate) fn accept_header(req: &DicomwebRequest<'_>) -> Result<Vec<MediaRange>, ApiError> {
-    let mut joined = String::new();
-    for value in req.headers.get_all(header::ACCEPT) {
-        let text = value
-            .to_str()
-            .map_err(|_| ApiError::validation("The Accept header is not valid ASCII"))?;
-        if !joined.is_empty() {
-            joined.push_str(", ");
-        }
-        joined.push_str(text);
-    }
-    parse_accept(&joined)
-        .map_err(|e| ApiError::validation(format!("The Accept header is malformed: {e}")))
 }
 
 /// Metadata is `application/dicom+json`; `application/json` and wildcards accept it too.
@@ -205,14 +167,6 @@ fn address_bulk_data(value: &mut Map<String, Value>, image_set_id: &str) {
             _ => {}
         }
     }
-}
-
-fn json_response(items: &[Map<String, Value>]) -> Result<Response, ApiError> {
-    let body = serde_json::to_vec(items).map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut resp = Response::new(Body::from(body));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(DICOM_JSON));
-    Ok(resp)
 }
 
 /// A frame stream error: ends the response; internal causes are logged.
@@ -344,6 +298,7 @@ fn bulk_data_response(bytes: Bytes, multipart: bool) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use super::super::accept::parse_accept;
     use super::*;
 
     #[test]
