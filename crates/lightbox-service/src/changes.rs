@@ -262,6 +262,8 @@ impl Service {
             force: input.force,
             is_primary: current.is_primary,
         };
+        // The study whose other primary image sets an includeStudyImageSets update reaches.
+        let mut study = None;
         let (updatable, removable, revert_to) = match &input.updates {
             MetadataUpdates::Revert(v) => {
                 if input.include_study_image_sets {
@@ -319,6 +321,7 @@ impl Service {
                 // Validate by applying to the latest document (the job applies it again to the
                 // same document: the version is compare-and-set).
                 let mut doc = self.current_document(ds, id, current.version).await?;
+                study = doc.search_tags().study_instance_uid;
                 doc.apply_updates(u.as_ref(), r.as_ref(), opts)
                     .map_err(|e| validation(e.0))?;
                 let text = |m: Option<Map<String, Value>>| m.map(|m| Value::Object(m).to_string());
@@ -333,22 +336,21 @@ impl Service {
             new_version: true,
             forced: input.force,
         }];
-        if input.include_study_image_sets {
-            let doc = self.current_document(ds, id, current.version).await?;
-            if let Some(study) = doc.search_tags().study_instance_uid {
-                for other in self.catalog.primary_image_sets_of_study(ds, &study).await? {
-                    if other.id == *id {
-                        continue;
-                    }
-                    check_writable(&other, other.version)?;
-                    locks.push(ChangeLock {
-                        id: other.id.clone(),
-                        expected_latest: other.version,
-                        status: ImageSetWorkflowStatus::UpdatingForStudyConsistency,
-                        new_version: true,
-                        forced: input.force,
-                    });
+        if input.include_study_image_sets
+            && let Some(study) = study
+        {
+            for other in self.catalog.primary_image_sets_of_study(ds, &study).await? {
+                if other.id == *id {
+                    continue;
                 }
+                check_writable(&other, other.version)?;
+                locks.push(ChangeLock {
+                    id: other.id.clone(),
+                    expected_latest: other.version,
+                    status: ImageSetWorkflowStatus::UpdatingForStudyConsistency,
+                    new_version: true,
+                    forced: input.force,
+                });
             }
         }
         let work = ChangeWork::Update {
