@@ -319,7 +319,7 @@ def test_bad_requests(srv, store, client):
         ("NotAKeyword=QIDO-P1", "NotAKeyword"),
         ("Modality=CT", "Modality"),
         ("SOPInstanceUID=1.2", "SOPInstanceUID"),
-        ("ReferringPhysicianName=Doe", "ReferringPhysicianName"),
+        ("PerformedProcedureStepStartDate=20130509", "PerformedProcedureStepStartDate"),
         ("StudyDate=2013-01-01", "StudyDate"),
         ("StudyTime=9999999", "StudyTime"),
         ("StudyInstanceUID=abc", "StudyInstanceUID"),

@@ -220,48 +220,71 @@ impl MetadataDocument {
     /// What the image set is found by (SearchImageSets' `DICOMTags`), read from the merged
     /// document: the patient and study levels and the first series (an image set holds one).
     pub fn search_tags(&self) -> crate::SearchTags {
-        fn dicom(v: Option<&Value>) -> Option<&Map<String, Value>> {
-            v?.get("DICOM")?.as_object()
-        }
         let study_obj = self.root.get("Study");
-        let patient = dicom(self.root.get("Patient"));
-        let study = dicom(study_obj);
-        let first_series = study_obj
+        let patient = level_map(self.root.get("Patient"));
+        let study = level_map(study_obj);
+        let first_series = self.first_series();
+        let series = level_map(first_series.map(|(_, s)| s));
+        crate::SearchTags {
+            patient_id: level_text(patient, "PatientID"),
+            patient_name: level_text(patient, "PatientName"),
+            patient_birth_date: level_text(patient, "PatientBirthDate"),
+            patient_sex: level_text(patient, "PatientSex"),
+            accession_number: level_text(study, "AccessionNumber"),
+            study_id: level_text(study, "StudyID"),
+            study_instance_uid: level_text(study, "StudyInstanceUID"),
+            study_date: level_text(study, "StudyDate"),
+            study_time: level_text(study, "StudyTime"),
+            study_description: level_text(study, "StudyDescription"),
+            series_instance_uid: level_text(series, "SeriesInstanceUID")
+                .or_else(|| first_series.map(|(uid, _)| uid.clone())),
+            series_modality: level_text(series, "Modality"),
+            series_body_part: level_text(series, "BodyPartExamined"),
+            series_number: level_text(series, "SeriesNumber").and_then(|n| n.parse().ok()),
+        }
+    }
+
+    /// What QIDO-RS finds the image set by beyond [`Self::search_tags`]: study and series
+    /// attributes read as `search_tags` reads its own, and every instance with its
+    /// instance-level return attributes (PS3.18 Table 6.7.1-2b).
+    pub fn qido_index(&self) -> lightbox_domain::QidoIndex {
+        let study = level_map(self.root.get("Study"));
+        let series = level_map(self.first_series().map(|(_, s)| s));
+        let number = |m: Option<&Map<String, Value>>, key: &str| -> Option<i64> {
+            level_text(m, key)?.split('\\').next()?.trim().parse().ok()
+        };
+        lightbox_domain::QidoIndex {
+            attributes: lightbox_domain::QidoAttributes {
+                referring_physician_name: level_text(study, "ReferringPhysicianName"),
+                series_description: level_text(series, "SeriesDescription"),
+                series_date: level_text(series, "SeriesDate"),
+                series_time: level_text(series, "SeriesTime"),
+            },
+            instances: self
+                .instances()
+                .map(|(series_uid, sop_uid, inst)| {
+                    let d = inst.get("DICOM").and_then(Value::as_object);
+                    lightbox_domain::QidoInstance {
+                        series_instance_uid: series_uid.to_string(),
+                        sop_instance_uid: sop_uid.to_string(),
+                        sop_class_uid: level_text(d, "SOPClassUID"),
+                        instance_number: number(d, "InstanceNumber"),
+                        rows: number(d, "Rows"),
+                        columns: number(d, "Columns"),
+                        bits_allocated: number(d, "BitsAllocated"),
+                        number_of_frames: number(d, "NumberOfFrames"),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn first_series(&self) -> Option<(&String, &Value)> {
+        self.root
+            .get("Study")
             .and_then(|s| s.get("Series"))
             .and_then(Value::as_object)
-            .and_then(|m| m.iter().next());
-        let series = dicom(first_series.map(|(_, s)| s));
-        let text = |level: Option<&Map<String, Value>>, key: &str| -> Option<String> {
-            // As the instance's own search tags read it: values joined by `\`.
-            let one = |v: &Value| match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            };
-            let s = match level?.get(key)? {
-                Value::Array(a) => a.iter().filter_map(one).collect::<Vec<_>>().join("\\"),
-                v => one(v)?,
-            };
-            let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
-            (!s.is_empty()).then(|| s.to_string())
-        };
-        crate::SearchTags {
-            patient_id: text(patient, "PatientID"),
-            patient_name: text(patient, "PatientName"),
-            patient_birth_date: text(patient, "PatientBirthDate"),
-            patient_sex: text(patient, "PatientSex"),
-            accession_number: text(study, "AccessionNumber"),
-            study_id: text(study, "StudyID"),
-            study_instance_uid: text(study, "StudyInstanceUID"),
-            study_date: text(study, "StudyDate"),
-            study_time: text(study, "StudyTime"),
-            study_description: text(study, "StudyDescription"),
-            series_instance_uid: text(series, "SeriesInstanceUID")
-                .or_else(|| first_series.map(|(uid, _)| uid.clone())),
-            series_modality: text(series, "Modality"),
-            series_body_part: text(series, "BodyPartExamined"),
-            series_number: text(series, "SeriesNumber").and_then(|n| n.parse().ok()),
-        }
+            .and_then(|m| m.iter().next())
     }
 
     /// Every `ImageFrames[].ID`, in document order.
@@ -276,6 +299,27 @@ impl MetadataDocument {
             })
             .collect()
     }
+}
+
+/// The `DICOM` map of a document level (Patient, Study, a series).
+fn level_map(v: Option<&Value>) -> Option<&Map<String, Value>> {
+    v?.get("DICOM")?.as_object()
+}
+
+/// A level's attribute as text, as an instance's own search tags read it: several values
+/// joined by `\\`, numbers in their JSON form, trimmed; `None` when absent or empty.
+fn level_text(level: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+    let one = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let s = match level?.get(key)? {
+        Value::Array(a) => a.iter().filter_map(one).collect::<Vec<_>>().join("\\"),
+        v => one(v)?,
+    };
+    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
+    (!s.is_empty()).then(|| s.to_string())
 }
 
 fn frame_json(f: &FrameEntry) -> Value {

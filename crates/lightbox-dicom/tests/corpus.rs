@@ -108,6 +108,15 @@ fn every_corpus_file_parses_or_fails_as_expected() {
                         "{name}: document search tags differ from the instance's"
                     ));
                 }
+                // QIDO-RS indexes an image set's instances from its document.
+                let q = doc.qido_index();
+                let one = &q.instances;
+                if one.len() != 1
+                    || one[0].sop_instance_uid != p.sop_instance_uid
+                    || one[0].series_instance_uid != p.series_instance_uid
+                {
+                    problems.push(format!("{name}: QIDO-RS instance index wrong: {one:?}"));
+                }
                 // Changes regroup an image set from its document: the same key as the file's.
                 if doc.grouping_key() != p.grouping {
                     problems.push(format!(

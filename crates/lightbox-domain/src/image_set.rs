@@ -186,6 +186,37 @@ pub struct ImageSetDicomTags {
     pub series_number: Option<i64>,
 }
 
+/// What QIDO-RS (DICOMweb search) finds an image set's latest version by beyond its
+/// [`ImageSetDicomTags`]: more study and series attributes, and one entry per instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QidoIndex {
+    pub attributes: QidoAttributes,
+    pub instances: Vec<QidoInstance>,
+}
+
+/// Study and series attributes QIDO-RS returns and matches that SearchImageSets does not.
+/// Values are as stored (trimmed; several values joined by `\\`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QidoAttributes {
+    pub referring_physician_name: Option<String>,
+    pub series_description: Option<String>,
+    pub series_date: Option<String>,
+    pub series_time: Option<String>,
+}
+
+/// One instance of an image set as QIDO-RS finds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QidoInstance {
+    pub series_instance_uid: String,
+    pub sop_instance_uid: String,
+    pub sop_class_uid: Option<String>,
+    pub instance_number: Option<i64>,
+    pub rows: Option<i64>,
+    pub columns: Option<i64>,
+    pub bits_allocated: Option<i64>,
+    pub number_of_frames: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

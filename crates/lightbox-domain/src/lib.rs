@@ -15,8 +15,8 @@ pub use arn::{ResourceArn, ResourceRef};
 pub use datastore::{Datastore, DatastoreStatus, LosslessStorageFormat};
 pub use ids::{DatastoreId, ImageSetId, InvalidId};
 pub use image_set::{
-    ImageSet, ImageSetDicomTags, ImageSetState, ImageSetWorkflowStatus, StorageTier,
-    study_date_time_key,
+    ImageSet, ImageSetDicomTags, ImageSetState, ImageSetWorkflowStatus, QidoAttributes, QidoIndex,
+    QidoInstance, StorageTier, study_date_time_key,
 };
 pub use import_job::{ImportJob, ImportJobStatus, new_import_job_id};
 pub use time::Millis;

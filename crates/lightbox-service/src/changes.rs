@@ -169,6 +169,7 @@ fn content_of(doc: &MetadataDocument, key: String, size: u64) -> ImageSetContent
     ImageSetContent {
         grouping: grouping_json(&doc.grouping_key()),
         tags: doc.search_tags(),
+        qido: doc.qido_index(),
         instance_count: doc.instance_count() as i64,
         metadata_key: key,
         metadata_size: size,

@@ -340,7 +340,7 @@ pub fn parse_frame_list(list: &str) -> Result<Vec<u32>, ServiceError> {
 
 impl Service {
     /// The document stored under `key`, from the cache or the blob store.
-    async fn document(&self, key: &str) -> Result<Arc<MetadataDocument>, ServiceError> {
+    pub(crate) async fn document(&self, key: &str) -> Result<Arc<MetadataDocument>, ServiceError> {
         let cell = self.documents.cell(key);
         let result = cell
             .get_or_try_init(|| async {

@@ -954,6 +954,7 @@ impl Service {
             grouping: group.grouping.clone(),
             // From the merged document: an image set's first instances set its tags.
             tags: doc.search_tags(),
+            qido: doc.qido_index(),
             instance_count: doc.instance_count() as i64,
             metadata_key: key,
             metadata_size: size,

@@ -63,6 +63,7 @@ impl Service {
     /// at once on this node.
     pub async fn run_background(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.config.worker_concurrency.max(1)));
+        tokio::spawn(self.clone().backfill_qido_index());
         let mut tick = tokio::time::interval(self.config.job_poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

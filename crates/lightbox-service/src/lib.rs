@@ -33,8 +33,8 @@ pub use lightbox_storage::{
     ImageSetTextField, ImageSetVersion,
 };
 pub use qido::{
-    DicomSeries, DicomStudy, QIDO_MAX_INCLUDE_FIELDS, QIDO_MAX_LIMIT, QidoInclude, QidoLevel,
-    QidoPage, QidoSearch, parse_qido,
+    DicomInstance, DicomSeries, DicomStudy, InstanceResult, QIDO_MAX_INCLUDE_FIELDS,
+    QIDO_MAX_LIMIT, QidoInclude, QidoLevel, QidoPage, QidoSearch, parse_qido,
 };
 pub use stow::{StowFailure, StowLimits, StowRequest, StowResult, StowStored, failure_reason};
 pub use wado_instance::{InstanceEncoding, InstanceFile, InstanceSource};

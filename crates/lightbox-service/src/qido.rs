@@ -1,35 +1,43 @@
-//! QIDO-RS (PS3.18 §10.6, notes §11.3): SearchDICOMStudies and SearchDICOMSeries over the live
-//! primary image sets of a data store (notes §3.4), from the catalog's indexes.
+//! QIDO-RS (PS3.18 §10.6, notes §11.3): SearchDICOMStudies, SearchDICOMSeries and
+//! SearchDICOMInstances over the live primary image sets of a data store (notes §3.4), from the
+//! catalog's indexes; the start-up backfill of that index for image sets written before it.
 //!
 //! Query parameters: match keys by keyword or 8-hex tag for the attributes the catalog stores
-//! (PS3.18 Table 10.6.1-5's study and series keys, plus PatientBirthDate, PatientSex,
-//! StudyDescription and BodyPartExamined); `limit` (default and maximum 1000: a larger value is
+//! (PS3.18 Table 10.6.1-5's study, series and instance keys, plus PatientBirthDate, PatientSex,
+//! StudyDescription, SeriesDate and BodyPartExamined); `limit` (default and maximum 1000: a larger value is
 //! capped, as PS3.18 §8.3.4.4 allows, and the caller is told so it can warn), `offset` (no cap:
 //! every result is reachable, unlike HealthImaging's 10,000), `includefield` (keyword, tag,
-//! dotted path or `all`, at most 50; unknown hex tags are ignored), `fuzzymatching`.
+//! dotted path or `all`, at most 50; unknown hex tags are ignored; at the instance level any
+//! attribute of the instance, read from its metadata document), `fuzzymatching`.
 //! Anything else — an unknown parameter, an attribute the catalog does not store given a value,
 //! a malformed value — is a `Validation` error naming the parameter, never its value (values
 //! are patient data).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
-use lightbox_domain::DatastoreId;
-use lightbox_storage::{DicomAttribute, DicomCondition, DicomMatch, DicomQuery};
+use lightbox_dicom::{DicomJsonOptions, MetadataDocument};
+use lightbox_domain::{DatastoreId, ImageSetId};
+use lightbox_storage::{
+    DicomAttribute, DicomCondition, DicomMatch, DicomQuery, InstanceScope, UnindexedImageSet,
+};
+use serde_json::{Map, Value};
 
 use crate::{Service, ServiceError, datastores};
 
-pub use lightbox_storage::{DicomSeries, DicomStudy};
+pub use lightbox_storage::{DicomInstance, DicomSeries, DicomStudy};
 
 /// Results per response when the client asks for none or for more (HealthImaging's maximum).
 pub const QIDO_MAX_LIMIT: u32 = 1000;
 /// Most `includefield` values one request may carry (HealthImaging's limit).
 pub const QIDO_MAX_INCLUDE_FIELDS: usize = 50;
 
-/// The query level of a search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The query level of a search (a level's match keys include those of the levels above it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum QidoLevel {
     Study,
     Series,
+    Instance,
 }
 
 /// Attributes a response includes beyond the level's defaults: those named by `includefield`
@@ -97,7 +105,7 @@ const fn attr(
 }
 
 use DicomAttribute as A;
-use QidoLevel::{Series, Study};
+use QidoLevel::{Instance, Series, Study};
 
 /// The attributes QIDO-RS accepts as match keys (PS3.18 Table 10.6.1-5 at the study and series
 /// levels, and the other attributes the catalog stores).
@@ -118,7 +126,13 @@ const ATTRIBUTES: &[Attr] = &[
         Study,
         Some(A::ModalitiesInStudy),
     ),
-    attr(0x0008_0090, "ReferringPhysicianName", "PN", Study, None),
+    attr(
+        0x0008_0090,
+        "ReferringPhysicianName",
+        "PN",
+        Study,
+        Some(A::ReferringPhysicianName),
+    ),
     attr(
         0x0008_1030,
         "StudyDescription",
@@ -159,7 +173,15 @@ const ATTRIBUTES: &[Attr] = &[
         None,
     ),
     attr(0x0008_0060, "Modality", "CS", Series, Some(A::Modality)),
-    attr(0x0008_103E, "SeriesDescription", "LO", Series, None),
+    attr(
+        0x0008_103E,
+        "SeriesDescription",
+        "LO",
+        Series,
+        Some(A::SeriesDescription),
+    ),
+    attr(0x0008_0021, "SeriesDate", "DA", Series, Some(A::SeriesDate)),
+    attr(0x0008_0031, "SeriesTime", "TM", Series, None),
     attr(
         0x0018_0015,
         "BodyPartExamined",
@@ -202,6 +224,64 @@ const ATTRIBUTES: &[Attr] = &[
         Series,
         None,
     ),
+    attr(
+        0x0008_0016,
+        "SOPClassUID",
+        "UI",
+        Instance,
+        Some(A::SopClassUid),
+    ),
+    attr(
+        0x0008_0018,
+        "SOPInstanceUID",
+        "UI",
+        Instance,
+        Some(A::SopInstanceUid),
+    ),
+    attr(
+        0x0020_0013,
+        "InstanceNumber",
+        "IS",
+        Instance,
+        Some(A::InstanceNumber),
+    ),
+    attr(0x0028_0008, "NumberOfFrames", "IS", Instance, None),
+    attr(0x0028_0010, "Rows", "US", Instance, None),
+    attr(0x0028_0011, "Columns", "US", Instance, None),
+    attr(0x0028_0100, "BitsAllocated", "US", Instance, None),
+];
+
+/// Tags an instance result can carry from the catalog (PS3.18 Table 6.7.1-2b's, the study
+/// and series attributes the catalog stores): `includefield` beyond these reads the
+/// instance's document.
+pub const INSTANCE_CATALOG_TAGS: &[u32] = &[
+    0x0008_0020,
+    0x0008_0021,
+    0x0008_0030,
+    0x0008_0031,
+    0x0008_0050,
+    0x0008_0060,
+    0x0008_0090,
+    0x0008_103E,
+    0x0008_1030,
+    0x0010_0010,
+    0x0010_0020,
+    0x0010_0030,
+    0x0010_0040,
+    0x0018_0015,
+    0x0020_0010,
+    0x0020_0011,
+    0x0008_0016,
+    0x0008_0018,
+    0x0008_0056,
+    0x0008_1190,
+    0x0020_000D,
+    0x0020_000E,
+    0x0020_0013,
+    0x0028_0008,
+    0x0028_0010,
+    0x0028_0011,
+    0x0028_0100,
 ];
 
 /// A parameter name as error messages show it (printable ASCII, at most 64 characters).
@@ -466,11 +546,12 @@ pub fn parse_qido(
                 let a = ATTRIBUTES
                     .iter()
                     .find(|a| a.tag == tag)
-                    .filter(|a| a.level == Study || level == Series)
+                    .filter(|a| a.level <= level)
                     .ok_or_else(|| {
                         let level = match level {
                             Study => "study",
                             Series => "series",
+                            Instance => "instance",
                         };
                         invalid(format!(
                             "Query parameter {} is not supported at the {level} level",
@@ -555,6 +636,170 @@ impl Service {
             truncated,
         })
     }
+}
+
+/// One QIDO-RS instance result: the catalog's view, and the attributes `includefield` asked
+/// for beyond it (DICOM JSON read from the instance's document, PixelData and the file meta
+/// group left out).
+#[derive(Debug, Clone)]
+pub struct InstanceResult {
+    pub instance: DicomInstance,
+    pub included: Map<String, Value>,
+}
+
+/// Image sets the start-up backfill reads per catalog query.
+const BACKFILL_BATCH: u32 = 64;
+
+impl Service {
+    /// SearchDICOMInstances / SearchDICOMStudyInstances / SearchDICOMAllInstances: instances of
+    /// live primary image sets in a series, a study (`series` `None`) or the data store (both
+    /// `None`). `datastore_base` is the URL up to `/datastore/{id}`, for BulkDataURIs of
+    /// included attributes.
+    pub async fn search_dicom_instances(
+        &self,
+        datastore_id: &DatastoreId,
+        study_instance_uid: Option<&str>,
+        series_instance_uid: Option<&str>,
+        params: &[(String, String)],
+        datastore_base: &str,
+        bulk_data_threshold: usize,
+    ) -> Result<QidoPage<InstanceResult>, ServiceError> {
+        let search = parse_qido(Instance, params)?;
+        if self.catalog.get_datastore(datastore_id).await?.is_none() {
+            return Err(datastores::not_found(datastore_id));
+        }
+        let scope = match (study_instance_uid, series_instance_uid) {
+            (Some(study), Some(series)) => InstanceScope::Series(study, series),
+            (Some(study), None) => InstanceScope::Study(study),
+            _ => InstanceScope::Datastore,
+        };
+        let mut found = self
+            .catalog
+            .search_dicom_instances(
+                datastore_id,
+                scope,
+                &search.query,
+                search.offset,
+                search.limit + 1,
+            )
+            .await?;
+        let truncated = cut(&search, &mut found);
+        let include = &search.include;
+        let from_documents = include.all
+            || include
+                .tags
+                .iter()
+                .any(|t| !INSTANCE_CATALOG_TAGS.contains(t));
+        let mut items = Vec::with_capacity(found.len());
+        for instance in found {
+            let included = match (&instance.metadata_key, from_documents) {
+                (Some(key), true) => {
+                    let doc = self.document(key).await?;
+                    included_attributes(
+                        &doc,
+                        &instance,
+                        include,
+                        datastore_base,
+                        bulk_data_threshold,
+                    )
+                }
+                _ => Map::new(),
+            };
+            items.push(InstanceResult { instance, included });
+        }
+        Ok(QidoPage {
+            items,
+            include: search.include,
+            truncated,
+        })
+    }
+
+    /// Indexes, for QIDO-RS, the image sets written before the catalog kept the index (schema
+    /// v7), reading their latest documents; runs once at start-up, in the background. Nodes
+    /// starting together may both run it: each write checks the image set is unchanged.
+    pub(crate) async fn backfill_qido_index(self: Arc<Self>) {
+        let mut attempted: HashSet<(DatastoreId, ImageSetId)> = HashSet::new();
+        let (mut indexed, mut failed) = (0u64, 0u64);
+        loop {
+            let batch = match self.catalog.unindexed_image_sets(BACKFILL_BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "QIDO-RS index backfill stopped");
+                    return;
+                }
+            };
+            let fresh: Vec<UnindexedImageSet> = batch
+                .into_iter()
+                .filter(|u| attempted.insert((u.datastore_id.clone(), u.id.clone())))
+                .collect();
+            if fresh.is_empty() {
+                break;
+            }
+            for u in &fresh {
+                match self.backfill_one(u).await {
+                    Ok(true) => indexed += 1,
+                    // Changed meanwhile: its new content was indexed when written.
+                    Ok(false) => {}
+                    Err(e) => {
+                        failed += 1;
+                        tracing::warn!(image_set_id = %u.id, error = %e,
+                            "QIDO-RS index backfill skipped an image set");
+                    }
+                }
+            }
+        }
+        if indexed > 0 || failed > 0 {
+            tracing::info!(indexed, failed, "QIDO-RS index backfill done");
+        }
+    }
+
+    async fn backfill_one(&self, u: &UnindexedImageSet) -> Result<bool, ServiceError> {
+        let Some(bytes) = self.blobs.get(&u.metadata_key).await? else {
+            return Err(ServiceError::Internal(
+                "an image set's metadata document is missing".into(),
+            ));
+        };
+        let index = tokio::task::spawn_blocking(move || {
+            MetadataDocument::from_gzip(&bytes).map(|d| d.qido_index())
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("backfill task: {e}")))?
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(self.catalog.write_qido_index(u, &index).await?)
+    }
+}
+
+/// The attributes of an instance's document `include` asks for (all of them for `all`), as
+/// DICOM JSON; not PixelData, not the file meta group (TransferSyntaxUID).
+fn included_attributes(
+    doc: &MetadataDocument,
+    found: &DicomInstance,
+    include: &QidoInclude,
+    datastore_base: &str,
+    bulk_data_threshold: usize,
+) -> Map<String, Value> {
+    let i = &found.instance;
+    let study = found.tags.study_instance_uid.as_deref().unwrap_or("");
+    let bulk = format!(
+        "{datastore_base}/studies/{study}/series/{}/instances/{}/bulkdata/",
+        i.series_instance_uid, i.sop_instance_uid
+    );
+    let opts = DicomJsonOptions {
+        bulk_data_threshold,
+        bulk_data_base: Some(&bulk),
+    };
+    let Some(all) = doc.instance_dicom_json(&i.series_instance_uid, &i.sop_instance_uid, &opts)
+    else {
+        return Map::new();
+    };
+    all.into_iter()
+        .filter(|(tag, _)| {
+            let Ok(t) = u32::from_str_radix(tag, 16) else {
+                return false;
+            };
+            t >> 16 != 0x0002 && t != 0x7FE0_0010 && include.wants(t)
+        })
+        .collect()
 }
 
 /// Cuts `items` (fetched with one extra) to the limit; `true` if the cap hid results the
@@ -757,9 +1002,15 @@ mod tests {
             (vec![("Modality", "SECRET")], Study, "Modality"),
             (vec![("SOPInstanceUID", "1.2")], Series, "SOPInstanceUID"),
             (
-                vec![("ReferringPhysicianName", "SECRET")],
-                Study,
-                "ReferringPhysicianName",
+                vec![("PerformedProcedureStepStartDate", "SECRET")],
+                Series,
+                "PerformedProcedureStepStartDate",
+            ),
+            (vec![("InstanceNumber", "1")], Series, "InstanceNumber"),
+            (
+                vec![("InstanceNumber", "SECRET")],
+                Instance,
+                "InstanceNumber",
             ),
             (vec![("StudyDate", "2013SECRET")], Study, "StudyDate"),
             (vec![("StudyDate", "-")], Study, "StudyDate"),

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use lightbox_domain::{
     Datastore, DatastoreId, DatastoreStatus, ImageSet, ImageSetDicomTags, ImageSetId,
-    ImageSetWorkflowStatus, ImportJob, ImportJobStatus, Millis, ResourceRef,
+    ImageSetWorkflowStatus, ImportJob, ImportJobStatus, Millis, QidoAttributes, QidoIndex,
+    QidoInstance, ResourceRef,
 };
 
 use crate::StorageError;
@@ -158,6 +159,8 @@ pub struct ImageSetContent {
     /// The 7 grouping elements (canonical JSON), compared to decide primary membership.
     pub grouping: String,
     pub tags: ImageSetDicomTags,
+    /// What QIDO-RS finds it by beyond `tags` (`MetadataDocument::qido_index`).
+    pub qido: QidoIndex,
     pub instance_count: i64,
     /// Blob key of the gzip metadata document of this version.
     pub metadata_key: String,
@@ -367,6 +370,12 @@ pub enum DicomAttribute {
     Modality,
     SeriesNumber,
     BodyPartExamined,
+    ReferringPhysicianName,
+    SeriesDescription,
+    SeriesDate,
+    SopClassUid,
+    SopInstanceUid,
+    InstanceNumber,
 }
 
 /// How one QIDO-RS condition matches (PS3.4 C.2.2.2; values as the client sent them).
@@ -405,6 +414,7 @@ pub struct DicomStudy {
     /// Patient and study attributes of the most recently updated primary image set of the
     /// study (its series attributes are not the study's).
     pub tags: ImageSetDicomTags,
+    pub attributes: QidoAttributes,
     /// Distinct modalities of the study's primary image sets, sorted.
     pub modalities: Vec<String>,
     pub series: i64,
@@ -418,8 +428,44 @@ pub struct DicomStudy {
 pub struct DicomSeries {
     pub image_set_id: ImageSetId,
     pub tags: ImageSetDicomTags,
+    pub attributes: QidoAttributes,
     pub instances: i64,
     pub updated_at: Millis,
+}
+
+/// An instance as QIDO-RS sees it: one instance of a live primary image set's latest content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DicomInstance {
+    pub image_set_id: ImageSetId,
+    /// The document holding the instance (the image set's latest content).
+    pub metadata_key: Option<String>,
+    /// The image set's own values (its study and series).
+    pub tags: ImageSetDicomTags,
+    pub attributes: QidoAttributes,
+    pub instance: QidoInstance,
+    pub updated_at: Millis,
+}
+
+/// Which instances a QIDO-RS instance search walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceScope<'a> {
+    /// `/instances`: the whole data store, by InstanceNumber.
+    Datastore,
+    /// `/studies/{s}/instances`: one study series by series (most recently updated first, ties
+    /// by image set id), each by InstanceNumber.
+    Study(&'a str),
+    /// `/studies/{s}/series/{se}/instances`: one series, by InstanceNumber.
+    Series(&'a str, &'a str),
+}
+
+/// An image set whose latest content is not in the QIDO-RS index yet (written before schema
+/// v7): the service reads its document and calls `write_qido_index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnindexedImageSet {
+    pub datastore_id: DatastoreId,
+    pub id: ImageSetId,
+    pub version: i64,
+    pub metadata_key: String,
 }
 
 /// The relational half of storage. Implementations must be safe to share between several
@@ -724,6 +770,35 @@ pub trait Catalog: Send + Sync + 'static {
         offset: u64,
         limit: u32,
     ) -> Result<Vec<DicomSeries>, StorageError>;
+
+    /// QIDO-RS instances of live primary image sets in `scope` matching `query` (study and
+    /// series attributes on each image set's own values), in the scope's order (InstanceNumber
+    /// ascending, absent last, ties by SOPInstanceUID then image set). The instance attributes
+    /// (SOPClassUID, SOPInstanceUID, InstanceNumber) are match keys of this search only.
+    async fn search_dicom_instances(
+        &self,
+        datastore_id: &DatastoreId,
+        scope: InstanceScope<'_>,
+        query: &DicomQuery,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<DicomInstance>, StorageError>;
+
+    /// Up to `limit` image sets (not DELETED, with a document) whose QIDO-RS index is not
+    /// written yet.
+    async fn unindexed_image_sets(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<UnindexedImageSet>, StorageError>;
+
+    /// Writes the QIDO-RS index of an image set read from `metadata_key`, if that is still its
+    /// latest content (`image_set.version` and the key unchanged); `false` otherwise (newer
+    /// content was indexed when it was written).
+    async fn write_qido_index(
+        &self,
+        image_set: &UnindexedImageSet,
+        index: &QidoIndex,
+    ) -> Result<bool, StorageError>;
 
     /// An image set and, if it is live in its latest version, one of its frames.
     async fn get_image_frame(

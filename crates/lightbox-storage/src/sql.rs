@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use lightbox_domain::{
     Datastore, DatastoreId, DatastoreStatus, ImageSet, ImageSetDicomTags, ImageSetId,
     ImageSetState, ImageSetWorkflowStatus, ImportJob, ImportJobStatus, LosslessStorageFormat,
-    Millis, ResourceRef, study_date_time_key,
+    Millis, QidoAttributes, QidoIndex, QidoInstance, ResourceRef, study_date_time_key,
 };
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -19,11 +19,11 @@ use crate::StorageError;
 use crate::catalog::{
     BeginChangeOutcome, BeginVersionOutcome, Catalog, ChangeEnd, ChangeLock,
     CreateDatastoreOutcome, CreateImageSetOutcome, CreateImportJobOutcome, Cursor,
-    DeleteDatastoreOutcome, DicomAttribute, DicomCondition, DicomMatch, DicomQuery, DicomSeries,
-    DicomStudy, FrameRecord, ImageSetChange, ImageSetContent, ImageSetFilter, ImageSetSearch,
-    ImageSetSortField, ImageSetSummary, ImageSetTextField, ImageSetVersion, Job, JobOutcome,
-    JobState, Lease, NewDatastore, NewImageSet, NewJob, Page, PrimaryImageSet, TagOutcome,
-    VersionCompletion,
+    DeleteDatastoreOutcome, DicomAttribute, DicomCondition, DicomInstance, DicomMatch, DicomQuery,
+    DicomSeries, DicomStudy, FrameRecord, ImageSetChange, ImageSetContent, ImageSetFilter,
+    ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField, ImageSetVersion,
+    InstanceScope, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page,
+    PrimaryImageSet, TagOutcome, UnindexedImageSet, VersionCompletion,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "qido",
         include_str!("../migrations/common/0006_qido.sql"),
     ),
+    (
+        7,
+        "qido_instances",
+        include_str!("../migrations/common/0007_qido_instances.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -95,6 +100,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "qido",
         include_str!("../migrations/common/0006_qido.sql"),
+    ),
+    (
+        7,
+        "qido_instances",
+        include_str!("../migrations/common/0007_qido_instances.sql"),
     ),
 ];
 
@@ -478,6 +488,26 @@ fn tags_from_row(row: &AnyRow) -> Result<ImageSetDicomTags, StorageError> {
     })
 }
 
+/// The QIDO-RS-only attribute columns of `image_sets` (migration 7).
+const QIDO_COLUMNS: &str = "referring_physician_name, series_description, series_date, series_time";
+
+fn attributes_from_row(row: &AnyRow) -> Result<QidoAttributes, StorageError> {
+    Ok(QidoAttributes {
+        referring_physician_name: row.try_get("referring_physician_name")?,
+        series_description: row.try_get("series_description")?,
+        series_date: row.try_get("series_date")?,
+        series_time: row.try_get("series_time")?,
+    })
+}
+
+/// The columns of `dicom_instances` an instance is written with, in `write_qido`'s order.
+const INSTANCE_COLUMNS: &str = "datastore_id, image_set_id, sop_instance_uid, \
+     study_instance_uid, series_instance_uid, sop_class_uid, instance_number, rows_count, \
+     columns_count, bits_allocated, number_of_frames";
+
+/// Instances written per INSERT statement (11 parameters each).
+const INSTANCE_BATCH: usize = 64;
+
 /// A value bound to a dynamically built statement.
 enum Param {
     Text(String),
@@ -557,6 +587,16 @@ async fn insert_image_set_row(
     .await
 }
 
+/// A pending blob is now referred to by a record (or forgotten): it is no longer deleted by
+/// the cleanup of its owner.
+async fn take_over_blob(tx: &mut sqlx::AnyConnection, key: &str) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 /// Inserts frame rows live from `version` and forgets their pending blobs.
 async fn insert_frames(
     tx: &mut sqlx::AnyConnection,
@@ -579,10 +619,7 @@ async fn insert_frames(
         .bind(f.transfer_syntax.as_str())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
-            .bind(f.blob_key.as_str())
-            .execute(&mut *tx)
-            .await?;
+        take_over_blob(tx, &f.blob_key).await?;
     }
     Ok(())
 }
@@ -596,8 +633,74 @@ async fn write_content(
     c: &ImageSetContent,
 ) -> Result<(), StorageError> {
     write_found_by(tx, ds, id, &c.tags, &c.grouping, c.instance_count).await?;
-    sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
-        .bind(c.metadata_key.as_str())
+    let study = c.tags.study_instance_uid.as_deref().unwrap_or("");
+    write_qido(tx, ds, id, study, &c.qido).await?;
+    take_over_blob(tx, &c.metadata_key).await
+}
+
+/// Writes what QIDO-RS finds an image set by beyond its tags (its study's UID is `study`):
+/// the attribute columns, and its instance rows, replaced; marks the image set indexed.
+async fn write_qido(
+    tx: &mut sqlx::AnyConnection,
+    ds: &DatastoreId,
+    id: &ImageSetId,
+    study: &str,
+    q: &QidoIndex,
+) -> Result<(), StorageError> {
+    let a = &q.attributes;
+    sqlx::query(
+        "UPDATE image_sets SET referring_physician_name = $1, series_description = $2, \
+         series_date = $3, series_time = $4, qido_indexed = 1 WHERE datastore_id = $5 AND id = $6",
+    )
+    .bind(a.referring_physician_name.clone())
+    .bind(a.series_description.clone())
+    .bind(a.series_date.clone())
+    .bind(a.series_time.clone())
+    .bind(ds.as_str())
+    .bind(id.as_str())
+    .execute(&mut *tx)
+    .await?;
+    delete_instances(tx, ds, id).await?;
+    for batch in q.instances.chunks(INSTANCE_BATCH) {
+        let rows: Vec<String> = (0..batch.len())
+            .map(|r| {
+                let p: Vec<String> = (1..=11).map(|c| format!("${}", r * 11 + c)).collect();
+                format!("({})", p.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO dicom_instances ({INSTANCE_COLUMNS}) VALUES {} \
+             ON CONFLICT DO NOTHING",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for i in batch {
+            query = query
+                .bind(ds.as_str())
+                .bind(id.as_str())
+                .bind(i.sop_instance_uid.as_str())
+                .bind(study)
+                .bind(i.series_instance_uid.as_str())
+                .bind(i.sop_class_uid.clone())
+                .bind(i.instance_number)
+                .bind(i.rows)
+                .bind(i.columns)
+                .bind(i.bits_allocated)
+                .bind(i.number_of_frames);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+async fn delete_instances(
+    tx: &mut sqlx::AnyConnection,
+    ds: &DatastoreId,
+    id: &ImageSetId,
+) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM dicom_instances WHERE datastore_id = $1 AND image_set_id = $2")
+        .bind(ds.as_str())
+        .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -1404,10 +1507,7 @@ impl Catalog for SqlCatalog {
     async fn forget_pending_blobs(&self, keys: &[String]) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
         for k in keys {
-            sqlx::query("DELETE FROM pending_blobs WHERE blob_key = $1")
-                .bind(k.as_str())
-                .execute(&mut *tx)
-                .await?;
+            take_over_blob(&mut tx, k).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1704,6 +1804,7 @@ impl Catalog for SqlCatalog {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await?;
+        delete_instances(&mut tx, datastore_id, id).await?;
         sqlx::query(
             "UPDATE image_set_versions SET metadata_key = NULL, metadata_size = NULL \
              WHERE datastore_id = $1 AND image_set_id = $2",
@@ -1945,7 +2046,7 @@ impl Catalog for SqlCatalog {
         // A study is represented by its most recently updated live primary image set (ties by
         // id): walking those in updated_at order is the study order, and a page stops early.
         let mut params = vec![Param::Text(datastore_id.as_str().to_owned())];
-        let columns = qualified("r", TAG_COLUMNS);
+        let columns = qualified("r", &format!("{TAG_COLUMNS}, {QIDO_COLUMNS}"));
         let mut sql = format!(
             "SELECT {columns}, r.updated_at FROM image_sets r \
              WHERE r.datastore_id = $1 AND r.is_primary = 1 AND r.state <> 'DELETED' \
@@ -1970,6 +2071,7 @@ impl Catalog for SqlCatalog {
         for row in &rows {
             studies.push(DicomStudy {
                 tags: tags_from_row(row)?,
+                attributes: attributes_from_row(row)?,
                 modalities: Vec::new(),
                 series: 0,
                 instances: 0,
@@ -1990,7 +2092,7 @@ impl Catalog for SqlCatalog {
         limit: u32,
     ) -> Result<Vec<DicomSeries>, StorageError> {
         let mut params = vec![Param::Text(datastore_id.as_str().to_owned())];
-        let columns = qualified("r", TAG_COLUMNS);
+        let columns = qualified("r", &format!("{TAG_COLUMNS}, {QIDO_COLUMNS}"));
         // Within a study, its few rows are sorted; over the data store, the series index (migration
         // 6) is walked in order. SQLite's planner, without statistics, needs telling.
         let index = match (self.dialect, study_instance_uid) {
@@ -2026,11 +2128,162 @@ impl Catalog for SqlCatalog {
             out.push(DicomSeries {
                 image_set_id: ImageSetId::parse(&id).map_err(|_| corrupt("image_sets.id"))?,
                 tags: tags_from_row(row)?,
+                attributes: attributes_from_row(row)?,
                 instances: instances.unwrap_or(0),
                 updated_at: Millis(row.try_get("updated_at")?),
             });
         }
         Ok(out)
+    }
+
+    async fn search_dicom_instances(
+        &self,
+        datastore_id: &DatastoreId,
+        scope: InstanceScope<'_>,
+        query: &DicomQuery,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<DicomInstance>, StorageError> {
+        let mut params = vec![Param::Text(datastore_id.as_str().to_owned())];
+        let columns = qualified("r", &format!("{TAG_COLUMNS}, {QIDO_COLUMNS}"));
+        let from = match self.dialect {
+            // PostgreSQL's planner has statistics.
+            Dialect::Postgres => "dicom_instances i CROSS JOIN image_sets r".to_owned(),
+            Dialect::Sqlite => sqlite_instance_plan(scope, query),
+        };
+        let mut sql = format!(
+            "SELECT r.id, r.updated_at, {columns}, v.metadata_key, \
+             i.series_instance_uid AS instance_series_uid, i.sop_instance_uid, i.sop_class_uid, \
+             i.instance_number, i.rows_count, i.columns_count, i.bits_allocated, \
+             i.number_of_frames \
+             FROM {from} \
+             LEFT JOIN image_set_versions v ON v.datastore_id = r.datastore_id \
+             AND v.image_set_id = r.id AND v.version = r.version \
+             WHERE i.datastore_id = $1 AND r.datastore_id = $1 AND r.id = i.image_set_id \
+             AND r.is_primary = 1 AND r.state <> 'DELETED'"
+        );
+        let by_number = "CASE WHEN i.instance_number IS NULL THEN 1 ELSE 0 END, \
+                         i.instance_number, i.sop_instance_uid, i.image_set_id";
+        let order = match scope {
+            InstanceScope::Datastore => by_number.to_owned(),
+            InstanceScope::Study(study) => {
+                let p = param(&mut params, Param::Text(study.to_owned()));
+                sql.push_str(&format!(" AND i.study_instance_uid = {p}"));
+                format!("r.updated_at DESC, r.id, {by_number}")
+            }
+            InstanceScope::Series(study, series) => {
+                let p = param(&mut params, Param::Text(study.to_owned()));
+                let q = param(&mut params, Param::Text(series.to_owned()));
+                sql.push_str(&format!(
+                    " AND i.study_instance_uid = {p} AND i.series_instance_uid = {q}"
+                ));
+                by_number.to_owned()
+            }
+        };
+        for c in &query.conditions {
+            sql.push_str(" AND ");
+            sql.push_str(&dicom_condition(self.dialect, c, &mut params));
+        }
+        let l = param(&mut params, Param::Int(i64::from(limit)));
+        let o = param(&mut params, Param::Int(offset.min(i64::MAX as u64) as i64));
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {l} OFFSET {o}"));
+        let rows = bind_all(sqlx::query(Self::sql(sql)), params)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            out.push(DicomInstance {
+                image_set_id: ImageSetId::parse(&id).map_err(|_| corrupt("image_sets.id"))?,
+                metadata_key: row.try_get("metadata_key")?,
+                tags: tags_from_row(row)?,
+                attributes: attributes_from_row(row)?,
+                instance: QidoInstance {
+                    series_instance_uid: row.try_get("instance_series_uid")?,
+                    sop_instance_uid: row.try_get("sop_instance_uid")?,
+                    sop_class_uid: row.try_get("sop_class_uid")?,
+                    instance_number: row.try_get("instance_number")?,
+                    rows: row.try_get("rows_count")?,
+                    columns: row.try_get("columns_count")?,
+                    bits_allocated: row.try_get("bits_allocated")?,
+                    number_of_frames: row.try_get("number_of_frames")?,
+                },
+                updated_at: Millis(row.try_get("updated_at")?),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn unindexed_image_sets(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<UnindexedImageSet>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT r.datastore_id, r.id, r.version, v.metadata_key FROM image_sets r \
+             JOIN image_set_versions v ON v.datastore_id = r.datastore_id \
+             AND v.image_set_id = r.id AND v.version = r.version \
+             WHERE r.qido_indexed = 0 AND r.state <> 'DELETED' AND v.metadata_key IS NOT NULL \
+             ORDER BY r.datastore_id, r.id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let ds: String = r.try_get("datastore_id")?;
+                let id: String = r.try_get("id")?;
+                Ok(UnindexedImageSet {
+                    datastore_id: DatastoreId::parse(&ds)
+                        .map_err(|_| corrupt("image_sets.datastore_id"))?,
+                    id: ImageSetId::parse(&id).map_err(|_| corrupt("image_sets.id"))?,
+                    version: r.try_get("version")?,
+                    metadata_key: r.try_get("metadata_key")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn write_qido_index(
+        &self,
+        u: &UnindexedImageSet,
+        index: &QidoIndex,
+    ) -> Result<bool, StorageError> {
+        let mut tx = self.begin_write().await?;
+        let current = self.lock_image_set(&mut tx, &u.datastore_id, &u.id).await?;
+        if !current.is_some_and(|c| c.version == u.version && c.state != ImageSetState::Deleted) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let row = sqlx::query(
+            "SELECT v.metadata_key, r.study_instance_uid FROM image_sets r \
+             JOIN image_set_versions v ON v.datastore_id = r.datastore_id \
+             AND v.image_set_id = r.id AND v.version = r.version \
+             WHERE r.datastore_id = $1 AND r.id = $2",
+        )
+        .bind(u.datastore_id.as_str())
+        .bind(u.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let key: Option<String> = row.try_get("metadata_key")?;
+        if key.as_deref() != Some(u.metadata_key.as_str()) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        let study: Option<String> = row.try_get("study_instance_uid")?;
+        write_qido(
+            &mut tx,
+            &u.datastore_id,
+            &u.id,
+            study.as_deref().unwrap_or(""),
+            index,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn get_image_frame(
@@ -2537,6 +2790,37 @@ fn bind_all<'q>(
     q
 }
 
+/// The tables of a SQLite instance search, in join order (SQLite's planner has no statistics:
+/// it would walk the order index through the whole data store even for one patient). A
+/// SOPInstanceUID or an indexed image set attribute matched exactly drives the search; else
+/// the scope's index is walked in result order.
+fn sqlite_instance_plan(scope: InstanceScope<'_>, query: &DicomQuery) -> String {
+    let exact = |a: DicomAttribute| {
+        query.conditions.iter().any(|c| {
+            c.attribute == a && matches!(c.matching, DicomMatch::Exact(_) | DicomMatch::AnyOf(_))
+        })
+    };
+    let instances =
+        |index: &str| format!("dicom_instances i INDEXED BY {index} CROSS JOIN image_sets r");
+    if exact(DicomAttribute::SopInstanceUid) {
+        return instances("dicom_instances_by_sop");
+    }
+    if scope != InstanceScope::Datastore {
+        return instances("dicom_instances_by_series");
+    }
+    let by_image_set = [
+        (DicomAttribute::SeriesInstanceUid, "image_sets_by_series"),
+        (DicomAttribute::StudyInstanceUid, "image_sets_by_study"),
+        (DicomAttribute::AccessionNumber, "image_sets_by_accession"),
+        (DicomAttribute::PatientId, "image_sets_by_patient"),
+        (DicomAttribute::StudyId, "image_sets_by_study_id"),
+    ];
+    match by_image_set.iter().find(|(a, _)| exact(*a)) {
+        Some((_, index)) => format!("image_sets r INDEXED BY {index} CROSS JOIN dicom_instances i"),
+        None => instances("dicom_instances_by_number"),
+    }
+}
+
 /// The expression a QIDO-RS attribute is matched on, on the image set row `a` (`None` for
 /// ModalitiesInStudy, matched over the study's image sets).
 fn dicom_column(a: &str, attribute: DicomAttribute) -> Option<String> {
@@ -2556,6 +2840,13 @@ fn dicom_column(a: &str, attribute: DicomAttribute) -> Option<String> {
         DicomAttribute::Modality => "series_modality",
         DicomAttribute::SeriesNumber => "series_number",
         DicomAttribute::BodyPartExamined => "series_body_part",
+        DicomAttribute::ReferringPhysicianName => "referring_physician_name",
+        DicomAttribute::SeriesDescription => "series_description",
+        DicomAttribute::SeriesDate => "series_date",
+        // Instance attributes: only in instance searches (`dicom_instances i`).
+        DicomAttribute::SopClassUid => return Some("i.sop_class_uid".into()),
+        DicomAttribute::SopInstanceUid => return Some("i.sop_instance_uid".into()),
+        DicomAttribute::InstanceNumber => return Some("i.instance_number".into()),
         DicomAttribute::ModalitiesInStudy => return None,
     };
     Some(format!("{a}.{column}"))
@@ -2602,7 +2893,10 @@ fn dicom_condition_on(
              AND m.state <> 'DELETED' AND {cond})"
         );
     };
-    let integer = c.attribute == DicomAttribute::SeriesNumber;
+    let integer = matches!(
+        c.attribute,
+        DicomAttribute::SeriesNumber | DicomAttribute::InstanceNumber
+    );
     let value = |params: &mut Vec<Param>, v: &str| -> Option<String> {
         if integer {
             let n = v.trim().parse::<i64>().ok()?;

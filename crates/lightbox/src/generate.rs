@@ -316,6 +316,7 @@ fn build(ds: &DatastoreId, s: &SeriesSpec) -> (NewImageSet, Bytes) {
         content: ImageSetContent {
             grouping,
             tags,
+            qido: doc.qido_index(),
             instance_count: doc.instance_count() as i64,
             metadata_key: key,
             metadata_size: gz.len() as u64,

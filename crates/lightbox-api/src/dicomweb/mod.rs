@@ -97,9 +97,9 @@ pub async fn handle(
     req: DicomwebRequest<'_>,
 ) -> Result<Response, ApiError> {
     match route {
-        DicomwebRoute::SearchStudies { .. } | DicomwebRoute::SearchSeries { .. } => {
-            qido::handle(svc, route, req).await
-        }
+        DicomwebRoute::SearchStudies { .. }
+        | DicomwebRoute::SearchSeries { .. }
+        | DicomwebRoute::SearchInstances { .. } => qido::handle(svc, route, req).await,
         DicomwebRoute::SeriesMetadata { .. }
         | DicomwebRoute::InstanceMetadata { .. }
         | DicomwebRoute::InstanceFrames { .. }

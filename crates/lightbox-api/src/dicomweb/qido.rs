@@ -1,15 +1,22 @@
-//! QIDO-RS responses (SearchDICOMStudies, SearchDICOMSeries, SearchDICOMAllSeries): a JSON
-//! array of PS3.18 F.2 objects (`"GGGGEEEE": {"vr", "Value"}`, PN as `{"Alphabetic"}`, IS as
-//! numbers) in `application/dicom+json`.
+//! QIDO-RS responses (SearchDICOMStudies, SearchDICOMSeries, SearchDICOMAllSeries,
+//! SearchDICOMInstances, SearchDICOMStudyInstances, SearchDICOMAllInstances): a JSON array of
+//! PS3.18 F.2 objects (`"GGGGEEEE": {"vr", "Value"}`, PN as `{"Alphabetic"}`, IS as numbers) in
+//! `application/dicom+json`.
 //!
-//! Study objects carry PS3.18 Table 6.7.1-2's attributes the catalog stores (StudyDate,
-//! StudyTime, AccessionNumber, InstanceAvailability, ModalitiesInStudy, PatientName, PatientID,
-//! PatientBirthDate, PatientSex, StudyInstanceUID, StudyID, the two counts, RetrieveURL) and
-//! StudyDescription; series objects Table 6.7.1-2a's (Modality, SeriesNumber,
-//! NumberOfSeriesRelatedInstances, RetrieveURL, SeriesInstanceUID) with BodyPartExamined and
-//! StudyInstanceUID, plus study attributes named by `includefield` (or `all`) or matched on.
-//! A required attribute without a value is sent empty (`{"vr"}`), as F.2.5 allows; attributes
-//! the catalog does not store (ReferringPhysicianName, SeriesDescription, …) are left out.
+//! Study objects carry PS3.18 Table 6.7.1-2's attributes (StudyDate, StudyTime,
+//! AccessionNumber, InstanceAvailability, ModalitiesInStudy, ReferringPhysicianName,
+//! PatientName, PatientID, PatientBirthDate, PatientSex, StudyInstanceUID, StudyID, the two
+//! counts, RetrieveURL) and StudyDescription; series objects Table 6.7.1-2a's (Modality,
+//! SeriesDescription, SeriesNumber, NumberOfSeriesRelatedInstances, RetrieveURL,
+//! SeriesInstanceUID) with BodyPartExamined and StudyInstanceUID; instance objects Table
+//! 6.7.1-2b's (SOPClassUID, SOPInstanceUID, InstanceAvailability, RetrieveURL, InstanceNumber,
+//! Rows, Columns, BitsAllocated, NumberOfFrames) with the study and series UIDs, plus the
+//! series attributes for a study's instances and the study and series attributes for all
+//! instances (PS3.18 §10.6.3.3.3). Attributes named by `includefield` (or `all`) or matched on
+//! are added: from the catalog at the study and series levels, from the instance's document
+//! at the instance level. A required attribute without a value is sent empty (`{"vr"}`), as
+//! F.2.5 allows; attributes the catalog does not store (PerformedProcedureStepStartDate, …)
+//! are left out at the study and series levels.
 //!
 //! No match is `200 []`, as HealthImaging answers. PS3.18 §8.3.4.4.1 currently says 204 with
 //! an empty payload; CP-2473 (2025, zero-result responses) moves it to 200, in line with RFC
@@ -20,8 +27,8 @@ use std::sync::Arc;
 
 use axum::response::Response;
 use http::{HeaderValue, header};
-use lightbox_domain::ImageSetDicomTags;
-use lightbox_service::{DicomSeries, DicomStudy, QidoInclude, QidoPage, Service};
+use lightbox_domain::{ImageSetDicomTags, QidoAttributes};
+use lightbox_service::{DicomSeries, DicomStudy, InstanceResult, QidoInclude, QidoPage, Service};
 use serde_json::{Map, Value, json};
 
 use super::common::{DICOM_JSON, accept_header, check_uid, json_response, not_acceptable};
@@ -29,7 +36,7 @@ use super::{DicomwebRequest, datastore_id};
 use crate::dicomweb::DicomwebRoute;
 use crate::error::ApiError;
 
-/// Runs SearchStudies / SearchSeries.
+/// Runs SearchStudies / SearchSeries / SearchInstances.
 pub async fn handle(
     svc: Arc<Service>,
     route: DicomwebRoute,
@@ -53,6 +60,34 @@ pub async fn handle(
                 .await?;
             (
                 render(&page, |s| series_json(s, &page.include, &base)),
+                page.truncated,
+            )
+        }
+        DicomwebRoute::SearchInstances { study, series, .. } => {
+            if let Some(uid) = study {
+                check_uid(uid, "StudyInstanceUID")?;
+            }
+            if let Some(uid) = series {
+                check_uid(uid, "SeriesInstanceUID")?;
+            }
+            let page = svc
+                .search_dicom_instances(
+                    &ds,
+                    study.as_deref(),
+                    series.as_deref(),
+                    &params,
+                    &base,
+                    super::wado::BULK_DATA_THRESHOLD,
+                )
+                .await?;
+            // PS3.18 §10.6.3.3.3: the levels above the one the path fixes.
+            let levels = match (study, series) {
+                (Some(_), Some(_)) => InstanceLevels::Instance,
+                (Some(_), None) => InstanceLevels::SeriesAndInstance,
+                _ => InstanceLevels::All,
+            };
+            (
+                render(&page, |i| instance_json(i, levels, &page.include, &base)),
                 page.truncated,
             )
         }
@@ -137,12 +172,18 @@ fn put_int(m: &mut Map<String, Value>, tag: u32, v: Option<i64>) {
 }
 
 /// Patient and study attributes of an image set's tags.
-fn study_attributes(m: &mut Map<String, Value>, t: &ImageSetDicomTags, only: Option<&QidoInclude>) {
+fn study_attributes(
+    m: &mut Map<String, Value>,
+    t: &ImageSetDicomTags,
+    a: &QidoAttributes,
+    only: Option<&QidoInclude>,
+) {
     let wants = |tag: u32| only.is_none_or(|i| i.wants(tag));
-    let texts: [(u32, &str, Option<&str>); 10] = [
+    let texts: [(u32, &str, Option<&str>); 11] = [
         (0x0008_0020, "DA", t.study_date.as_deref()),
         (0x0008_0030, "TM", t.study_time.as_deref()),
         (0x0008_0050, "SH", t.accession_number.as_deref()),
+        (0x0008_0090, "PN", a.referring_physician_name.as_deref()),
         (0x0008_1030, "LO", t.study_description.as_deref()),
         (0x0010_0010, "PN", t.patient_name.as_deref()),
         (0x0010_0020, "LO", t.patient_id.as_deref()),
@@ -161,7 +202,7 @@ fn study_attributes(m: &mut Map<String, Value>, t: &ImageSetDicomTags, only: Opt
 
 fn study_json(s: &DicomStudy, base: &str) -> Map<String, Value> {
     let mut m = Map::new();
-    study_attributes(&mut m, &s.tags, None);
+    study_attributes(&mut m, &s.tags, &s.attributes, None);
     put(&mut m, 0x0008_0056, "CS", vec![Value::from("ONLINE")]);
     put(
         &mut m,
@@ -185,14 +226,31 @@ fn study_json(s: &DicomStudy, base: &str) -> Map<String, Value> {
     m
 }
 
+/// Series attributes of an image set (SeriesDate / SeriesTime only when asked for).
+fn series_attributes(
+    m: &mut Map<String, Value>,
+    t: &ImageSetDicomTags,
+    a: &QidoAttributes,
+    include: &QidoInclude,
+) {
+    put_text(m, 0x0008_0060, "CS", t.series_modality.as_deref());
+    put_text(m, 0x0008_103E, "LO", a.series_description.as_deref());
+    put_text(m, 0x0018_0015, "CS", t.series_body_part.as_deref());
+    put_text(m, 0x0020_000E, "UI", t.series_instance_uid.as_deref());
+    put_int(m, 0x0020_0011, t.series_number);
+    if include.wants(0x0008_0021) {
+        put_text(m, 0x0008_0021, "DA", a.series_date.as_deref());
+    }
+    if include.wants(0x0008_0031) {
+        put_text(m, 0x0008_0031, "TM", a.series_time.as_deref());
+    }
+}
+
 fn series_json(s: &DicomSeries, include: &QidoInclude, base: &str) -> Map<String, Value> {
     let mut m = Map::new();
     let t = &s.tags;
-    study_attributes(&mut m, t, Some(include));
-    put_text(&mut m, 0x0008_0060, "CS", t.series_modality.as_deref());
-    put_text(&mut m, 0x0018_0015, "CS", t.series_body_part.as_deref());
-    put_text(&mut m, 0x0020_000E, "UI", t.series_instance_uid.as_deref());
-    put_int(&mut m, 0x0020_0011, t.series_number);
+    study_attributes(&mut m, t, &s.attributes, Some(include));
+    series_attributes(&mut m, t, &s.attributes, include);
     put_int(&mut m, 0x0020_1209, Some(s.instances));
     if let (Some(study), Some(series)) = (&t.study_instance_uid, &t.series_instance_uid) {
         put(
@@ -205,6 +263,76 @@ fn series_json(s: &DicomSeries, include: &QidoInclude, base: &str) -> Map<String
         );
     }
     m
+}
+
+/// Which levels' attributes an instance object carries besides its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InstanceLevels {
+    /// `/studies/{s}/series/{se}/instances`.
+    Instance,
+    /// `/studies/{s}/instances`.
+    SeriesAndInstance,
+    /// `/instances`.
+    All,
+}
+
+fn put_number(m: &mut Map<String, Value>, tag: u32, vr: &str, v: Option<i64>) {
+    put(
+        m,
+        tag,
+        vr,
+        v.map(|n| vec![Value::from(n)]).unwrap_or_default(),
+    );
+}
+
+fn instance_json(
+    r: &InstanceResult,
+    levels: InstanceLevels,
+    include: &QidoInclude,
+    base: &str,
+) -> Map<String, Value> {
+    let mut m = Map::new();
+    let (t, a, i) = (
+        &r.instance.tags,
+        &r.instance.attributes,
+        &r.instance.instance,
+    );
+    // Study attributes: all for `/instances`, else only those asked for (the UID always).
+    let only = (levels != InstanceLevels::All).then_some(include);
+    study_attributes(&mut m, t, a, only);
+    if levels != InstanceLevels::Instance || include.all {
+        series_attributes(&mut m, t, a, include);
+    }
+    put_text(&mut m, 0x0020_000E, "UI", Some(&i.series_instance_uid));
+    put_text(&mut m, 0x0008_0016, "UI", i.sop_class_uid.as_deref());
+    put_text(&mut m, 0x0008_0018, "UI", Some(&i.sop_instance_uid));
+    put(&mut m, 0x0008_0056, "CS", vec![Value::from("ONLINE")]);
+    put_int(&mut m, 0x0020_0013, i.instance_number);
+    put_number(&mut m, 0x0028_0010, "US", i.rows);
+    put_number(&mut m, 0x0028_0011, "US", i.columns);
+    put_number(&mut m, 0x0028_0100, "US", i.bits_allocated);
+    put_int(&mut m, 0x0028_0008, i.number_of_frames);
+    if let Some(study) = &t.study_instance_uid {
+        put(
+            &mut m,
+            0x0008_1190,
+            "UR",
+            vec![Value::from(format!(
+                "{base}/studies/{study}/series/{}/instances/{}",
+                i.series_instance_uid, i.sop_instance_uid
+            ))],
+        );
+    }
+    // Attributes from the document that the catalog did not give.
+    for (tag, value) in &r.included {
+        if !m.contains_key(tag) {
+            m.insert(tag.clone(), value.clone());
+        }
+    }
+    // Keys in tag order, as the other objects are written.
+    let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+    entries.sort_by(|x, y| x.0.cmp(&y.0));
+    entries.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -229,6 +357,7 @@ mod tests {
     fn study_object() {
         let s = DicomStudy {
             tags: tags(),
+            attributes: QidoAttributes::default(),
             modalities: vec!["CT".into(), "MR".into()],
             series: 2,
             instances: 9,
@@ -257,6 +386,7 @@ mod tests {
         let s = DicomSeries {
             image_set_id: ImageSetId::generate(),
             tags: tags(),
+            attributes: QidoAttributes::default(),
             instances: 4,
             updated_at: Millis(1),
         };

@@ -31,7 +31,7 @@ use crate::error::ApiError;
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// Binary values longer than this become BulkDataURIs (HealthImaging: 1 MB).
-const BULK_DATA_THRESHOLD: usize = 1 << 20;
+pub(super) const BULK_DATA_THRESHOLD: usize = 1 << 20;
 /// Frames read or transcoded ahead of the one being sent.
 const FRAMES_AHEAD: usize = 4;
 const OCTET_STREAM: &str = "application/octet-stream";

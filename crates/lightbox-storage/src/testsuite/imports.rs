@@ -79,6 +79,7 @@ pub async fn run(catalog: Arc<dyn Catalog>) {
     super::reads::run(&*catalog).await;
     super::changes::run(&*catalog).await;
     super::qido::run(&*catalog).await;
+    super::qido_instances::run(&*catalog).await;
 }
 
 async fn import_jobs(c: &dyn Catalog) {
@@ -202,6 +203,7 @@ fn content(study: &str, series: &str, key: &str) -> ImageSetContent {
     ImageSetContent {
         grouping: format!("[\"{study}\",\"{series}\"]"),
         tags: tags(study, series),
+        qido: Default::default(),
         instance_count: 1,
         metadata_key: key.into(),
         metadata_size: 10,

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod changes;
 pub mod imports;
 pub mod qido;
+pub mod qido_instances;
 pub mod reads;
 
 /// Creates an empty PostgreSQL database next to the one `admin_url` names and returns its URL,

@@ -199,7 +199,7 @@ async fn delete(c: &dyn Catalog, ds: &DatastoreId, id: &ImageSetId) {
     );
 }
 
-fn q(conditions: Vec<(DicomAttribute, DicomMatch)>) -> DicomQuery {
+pub(super) fn q(conditions: Vec<(DicomAttribute, DicomMatch)>) -> DicomQuery {
     DicomQuery {
         conditions: conditions
             .into_iter()
@@ -211,7 +211,7 @@ fn q(conditions: Vec<(DicomAttribute, DicomMatch)>) -> DicomQuery {
     }
 }
 
-fn one(attribute: DicomAttribute, matching: DicomMatch) -> DicomQuery {
+pub(super) fn one(attribute: DicomAttribute, matching: DicomMatch) -> DicomQuery {
     q(vec![(attribute, matching)])
 }
 
