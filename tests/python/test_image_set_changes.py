@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 
 from conftest import wait_status
 from test_image_set_reads import boto3_import, srv  # noqa: F401 (fixture)
-from test_import import AWS, blob_root, make_datastore, read_outputs, run_aws, start_and_wait
+from test_import import AWS, blob_root, catalog_rows, make_datastore, read_outputs, run_aws, start_and_wait
 
 # Corpus files imported (by the AWS CLI) into the shared data store, one primary image set each,
 # except the three SC_rgb* files (three SOP instances of one series: one image set) and MR_small /
@@ -1148,10 +1148,19 @@ def test_crash_takeover_quota_and_tier_touches(make_server, corpus, tmp_path):
     # Storage tiers: restarted with the service clock 31 days ahead, everything is archived;
     # UpdateImageSetMetadata and CopyImageSet (source and destination) are touches, GetImageSet is not.
     before = {i: client.get_image_set(datastoreId=ds, imageSetId=i)["lastAccessedAt"] for i in (ct, mr, dup)}
+    # Finished jobs (the import, the changes, the data store's activation) survived the crash
+    # restart; 31 days later they are past the 7-day retention: the sweep at start deletes them.
+    finished = "SELECT id FROM jobs WHERE state IN ('SUCCEEDED', 'FAILED')"
+    old_jobs = {r[0] for r in catalog_rows(server, finished)}
+    assert len(old_jobs) >= 5, old_jobs
     assert server.stop() == 0
     server.extra_args = server.extra_args + ["--clock-offset-secs", str(ARCHIVE_OFFSET)]
     server.start()
     client = server.client()
+    deadline = time.time() + 10
+    while old_jobs & {r[0] for r in catalog_rows(server, "SELECT id FROM jobs")} and time.time() < deadline:
+        time.sleep(0.1)
+    assert not old_jobs & {r[0] for r in catalog_rows(server, "SELECT id FROM jobs")}
     for i in (ct, mr, dup):
         got = client.get_image_set(datastoreId=ds, imageSetId=i)
         assert (got["storageTier"], got["lastAccessedAt"]) == ("ARCHIVE_INSTANT_ACCESS", before[i]), i

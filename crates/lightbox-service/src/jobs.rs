@@ -26,6 +26,11 @@ const KINDS: &[&str] = &[
     crate::stow::STOW_RECOVER,
 ];
 
+/// How often each node sweeps finished jobs past their retention.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+/// Jobs deleted per statement by the sweep.
+const PURGE_BATCH: u32 = 1000;
+
 /// Blob keys of a data store all start with this prefix.
 pub(crate) fn datastore_blob_prefix(id: &DatastoreId) -> String {
     format!("datastores/{id}")
@@ -64,6 +69,7 @@ impl Service {
     pub async fn run_background(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.config.worker_concurrency.max(1)));
         tokio::spawn(self.clone().backfill_qido_index());
+        let mut next_purge = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(self.config.job_poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -71,6 +77,10 @@ impl Service {
                 _ = tick.tick() => {}
                 _ = self.wake.notified() => {}
                 _ = shutdown.changed() => break,
+            }
+            if tokio::time::Instant::now() >= next_purge {
+                next_purge += PURGE_EVERY;
+                tokio::spawn(self.clone().purge_finished_jobs());
             }
             loop {
                 let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -91,6 +101,31 @@ impl Service {
                     }
                 }
             }
+        }
+    }
+
+    /// Deletes finished jobs older than the retention, a batch at a time (every node sweeps;
+    /// the deletes do not conflict).
+    async fn purge_finished_jobs(self: Arc<Self>) {
+        let retention = i64::try_from(self.config.job_retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Millis(self.clock.now().0.saturating_sub(retention));
+        let mut purged = 0;
+        loop {
+            match self.catalog.purge_finished_jobs(before, PURGE_BATCH).await {
+                Ok(n) => {
+                    purged += n;
+                    if n < u64::from(PURGE_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging finished jobs failed; will retry");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(purged, "finished jobs purged");
         }
     }
 

@@ -75,6 +75,8 @@ pub struct ServiceConfig {
     pub max_update_payload_bytes: u64,
     /// CopyImageSet: most image frames one copy may select.
     pub max_copy_frames: usize,
+    /// Finished jobs are kept this long (their results say what happened), then purged.
+    pub job_retention: Duration,
 }
 
 /// DICOM import limits (HealthImaging's quotas by default) and parallelism.
@@ -148,6 +150,7 @@ impl Default for ServiceConfig {
             import: ImportConfig::default(),
             max_update_payload_bytes: 10 * 1024,
             max_copy_frames: 1000,
+            job_retention: Duration::from_secs(7 * 86_400),
         }
     }
 }

@@ -540,6 +540,14 @@ pub trait Catalog: Send + Sync + 'static {
     /// Extends the lease of a job the caller holds; `false` if the lease was lost.
     async fn renew_job_lease(&self, id: &str, lease: &Lease<'_>) -> Result<bool, StorageError>;
 
+    /// Deletes up to `limit` SUCCEEDED or FAILED jobs last updated before `finished_before`
+    /// (the retention sweep); returns how many. Queued and running jobs are never deleted.
+    async fn purge_finished_jobs(
+        &self,
+        finished_before: Millis,
+        limit: u32,
+    ) -> Result<u64, StorageError>;
+
     /// Records the outcome of a job the caller holds; `false` if the lease was lost (the
     /// outcome is then discarded: another owner runs or ran the job).
     async fn finish_job(

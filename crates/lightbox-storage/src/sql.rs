@@ -1173,6 +1173,22 @@ impl Catalog for SqlCatalog {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn purge_finished_jobs(
+        &self,
+        finished_before: Millis,
+        limit: u32,
+    ) -> Result<u64, StorageError> {
+        let done = sqlx::query(
+            "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs \
+             WHERE state IN ('SUCCEEDED', 'FAILED') AND updated_at < $1 LIMIT $2)",
+        )
+        .bind(finished_before.0)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn get_job(&self, id: &str) -> Result<Option<Job>, StorageError> {
         let row = sqlx::query(Self::sql(format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"

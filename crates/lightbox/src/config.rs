@@ -49,6 +49,8 @@ pub struct Config {
     pub max_update_payload_bytes: u64,
     /// CopyImageSet: most image frames one copy may select.
     pub max_copy_frames: usize,
+    /// How long finished background jobs are kept.
+    pub job_retention: Duration,
     /// Added to the wall clock for everything the service times (creation and access times,
     /// storage tiers); 0 in production. Tests move time with it across restarts.
     pub clock_offset: Duration,
@@ -93,6 +95,7 @@ impl Config {
             max_update_payload_bytes: lightbox_service::ServiceConfig::default()
                 .max_update_payload_bytes,
             max_copy_frames: lightbox_service::ServiceConfig::default().max_copy_frames,
+            job_retention: lightbox_service::ServiceConfig::default().job_retention,
             clock_offset: Duration::ZERO,
         }
     }

@@ -80,6 +80,7 @@ pub async fn start(config: Config) -> anyhow::Result<Server> {
                 import: config.import.clone(),
                 max_update_payload_bytes: config.max_update_payload_bytes,
                 max_copy_frames: config.max_copy_frames,
+                job_retention: config.job_retention,
                 ..ServiceConfig::default()
             },
             Arc::new(OffsetClock(config.clock_offset)),

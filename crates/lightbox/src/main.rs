@@ -114,6 +114,10 @@ struct ServeArgs {
     /// CopyImageSet: most image frames one copy may select.
     #[arg(long, env = "LIGHTBOX_MAX_COPY_FRAMES", default_value_t = 1000)]
     max_copy_frames: usize,
+    /// Days finished background jobs (changes, STOW-RS requests, import work) are kept before
+    /// the hourly sweep deletes them (import jobs' own records are kept).
+    #[arg(long, env = "LIGHTBOX_JOB_RETENTION_DAYS", default_value_t = 7)]
+    job_retention_days: u64,
     /// Memory (bytes) the files being imported at once may take on this node (a file needs
     /// about three times its size).
     #[arg(long, env = "LIGHTBOX_IMPORT_MEMORY_BUDGET", default_value_t = 2 << 30)]
@@ -217,6 +221,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         max_update_payload_bytes: args.max_update_payload_bytes,
         max_copy_frames: args.max_copy_frames,
+        job_retention: Duration::from_secs(args.job_retention_days * 86_400),
         clock_offset: Duration::from_secs(args.clock_offset_secs),
     };
     let catalog = config

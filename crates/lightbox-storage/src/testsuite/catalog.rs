@@ -639,6 +639,34 @@ async fn jobs(c: Arc<dyn Catalog>) {
         "finished started jobs are not claimed again"
     );
 
+    // Finished jobs older than the retention are purged, in batches; queued and running ones
+    // never.
+    assert!(
+        c.purge_finished_jobs(Millis(t0 + 1_000), 100)
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert!(
+        c.get_job("j1").await.unwrap().is_none(),
+        "finished before: purged"
+    );
+    assert!(
+        c.get_job("j2").await.unwrap().is_some(),
+        "failed after: kept"
+    );
+    assert_eq!(
+        c.purge_finished_jobs(Millis(t0 + 20_000), 1).await.unwrap(),
+        1,
+        "a batch is at most `limit` jobs"
+    );
+    while c.purge_finished_jobs(Millis(t0 + 20_000), 1).await.unwrap() > 0 {}
+    for id in ["j2", "s1", "s2"] {
+        assert!(c.get_job(id).await.unwrap().is_none(), "{id} purged");
+    }
+    let j3 = c.get_job("j3").await.unwrap().unwrap();
+    assert_eq!(j3.state, JobState::Queued, "queued jobs are never purged");
+
     // Many concurrent claimers: every job is claimed exactly once.
     for i in 0..20 {
         c.enqueue_job(job(&format!("race-{i}"), "q.race", t0))
