@@ -302,7 +302,10 @@ class SigV4(requests.auth.AuthBase):
     test/test) over Host, Accept and Content-Type, with `x-amz-content-sha256`: the SHA-256 of a
     bytes body, UNSIGNED-PAYLOAD for a streamed (generator) body, or `declared` (tests of a wrong
     one). dicomweb-client sends Host without the port while the server builds URLs from Host: a
-    Host without a port is replaced by the URL's (an explicit `name:port` Host is kept)."""
+    Host without a port is replaced by the URL's (an explicit `name:port` Host is kept).
+    `requests` form-encodes a space in query parameters as `+`, which SigV4 reads as a literal
+    plus sign (`%2B`) while botocore signs the raw query: the query is sent with `%20`, as the
+    AWS SDKs send it (a plus sign in a value is already `%2B`)."""
 
     def __init__(self, declared=None):
         self.declared = declared
@@ -311,6 +314,9 @@ class SigV4(requests.auth.AuthBase):
         host = r.headers.get("Host")
         if not host or ":" not in host:
             r.headers["Host"] = urllib.parse.urlsplit(r.url).netloc
+        parts = urllib.parse.urlsplit(r.url)
+        if "+" in parts.query:
+            r.url = urllib.parse.urlunsplit(parts._replace(query=parts.query.replace("+", "%20")))
         if self.declared is not None:
             payload = self.declared
         elif isinstance(r.body, (bytes, bytearray)):

@@ -28,6 +28,9 @@ pub(crate) const IMAGE_SET_CHANGE: &str = "image_set.change";
 /// work (the first takeover redoes it).
 const MAX_WORK_ATTEMPTS: i64 = 2;
 
+/// `load_document`'s error for a version without a document.
+const NO_DOCUMENT: &str = "the image set version has no metadata document";
+
 /// What UpdateImageSetMetadata changes.
 #[derive(Debug, Clone)]
 pub enum MetadataUpdates {
@@ -195,9 +198,7 @@ impl Service {
             .await
             .map_err(internal)?
             .ok_or("the image set version is missing")?;
-        let key = v
-            .metadata_key
-            .ok_or("the image set version has no metadata document")?;
+        let key = v.metadata_key.ok_or(NO_DOCUMENT)?;
         let bytes = self
             .blobs
             .get(&key)
@@ -208,17 +209,22 @@ impl Service {
         Ok((doc, key, v.metadata_size.unwrap_or(bytes.len() as u64)))
     }
 
-    /// `load_document` for a request: failures are internal errors.
+    /// `load_document` for a request: an image set without a document (a copy into a new image
+    /// set that failed) is a conflict; other failures are internal errors.
     async fn current_document(
         &self,
         ds: &DatastoreId,
         id: &ImageSetId,
         version: i64,
     ) -> Result<MetadataDocument, ServiceError> {
-        self.load_document(ds, id, version)
-            .await
-            .map(|(d, _, _)| d)
-            .map_err(ServiceError::Internal)
+        match self.load_document(ds, id, version).await {
+            Ok((d, _, _)) => Ok(d),
+            Err(e) if e == NO_DOCUMENT => Err(ServiceError::Conflict(format!(
+                "Image set {id} has no metadata: the copy that created it failed. Only \
+                 DeleteImageSet applies to it"
+            ))),
+            Err(e) => Err(ServiceError::Internal(e)),
+        }
     }
 
     /// Maps the outcome of `begin_image_set_change`.
@@ -592,7 +598,13 @@ impl Service {
                     .map_err(|e| e.to_string())?;
                 Ok(if done { "DELETED" } else { "already ended" }.to_string())
             }
-            _ if job.attempts > MAX_WORK_ATTEMPTS => self.abandon_change(&work).await,
+            // Also on the queue's last permitted attempt (`job_max_attempts`), whatever it is: a
+            // change job must end its versions, or its image sets would stay LOCKED.
+            _ if job.attempts > MAX_WORK_ATTEMPTS
+                || job.attempts >= self.config.job_max_attempts =>
+            {
+                self.abandon_change(&work).await
+            }
             ChangeWork::Update { .. } => self.finish_update(job, &work).await,
             ChangeWork::Copy { .. } => self.finish_copy(job, &work).await,
         };
@@ -654,11 +666,17 @@ impl Service {
             }
             ChangeWork::Delete { .. } => unreachable!("deletes are always redone"),
         };
-        self.catalog
+        let done = self
+            .catalog
             .finish_image_set_change(&ds, &end)
             .await
             .map_err(|e| e.to_string())?;
-        Ok("ended FAILED after interruptions".into())
+        Ok(if done {
+            "ended FAILED after interruptions"
+        } else {
+            "already ended"
+        }
+        .into())
     }
 
     async fn finish_update(&self, job: &Job, work: &ChangeWork) -> Result<String, String> {
@@ -934,3 +952,7 @@ fn ends_only(
 fn restored_status(s: &str) -> ImageSetWorkflowStatus {
     ImageSetWorkflowStatus::parse(s).unwrap_or(ImageSetWorkflowStatus::Copied)
 }
+
+#[cfg(test)]
+#[path = "changes_abandon_tests.rs"]
+mod changes_abandon_tests;

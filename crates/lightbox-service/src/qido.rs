@@ -8,7 +8,8 @@
 //! capped, as PS3.18 §8.3.4.4 allows, and the caller is told so it can warn), `offset` (no cap:
 //! every result is reachable, unlike HealthImaging's 10,000), `includefield` (keyword, tag,
 //! dotted path or `all`, at most 50; unknown hex tags are ignored; at the instance level any
-//! attribute of the instance, read from its metadata document), `fuzzymatching`.
+//! attribute of the instance, read from its metadata document, a dotted path returning its
+//! top-level sequence), `fuzzymatching`.
 //! Anything else — an unknown parameter, an attribute the catalog does not store given a value,
 //! a malformed value — is a `Validation` error naming the parameter, never its value (values
 //! are patient data).
@@ -254,7 +255,11 @@ const ATTRIBUTES: &[Attr] = &[
 /// Tags an instance result can carry from the catalog (PS3.18 Table 6.7.1-2b's, the study
 /// and series attributes the catalog stores): `includefield` beyond these reads the
 /// instance's document.
-pub const INSTANCE_CATALOG_TAGS: &[u32] = &[
+const INSTANCE_CATALOG_TAGS: &[u32] = &[
+    0x0008_0061,
+    0x0020_1206,
+    0x0020_1208,
+    0x0020_1209,
     0x0008_0020,
     0x0008_0021,
     0x0008_0030,
@@ -525,7 +530,8 @@ pub fn parse_qido(
                         include.all = true;
                         continue;
                     }
-                    // A dotted path names a sequence item's attribute: never stored, but valid.
+                    // A dotted path names a sequence item's attribute: the catalog stores none, but
+                    // an instance's document has the whole sequence, which is returned.
                     let mut tags = field.split('.').map(tag_of);
                     let first = tags.next().flatten();
                     if first.is_none() || tags.any(|t| t.is_none()) {
@@ -533,7 +539,7 @@ pub fn parse_qido(
                             "Invalid value for query parameter includefield: expected an attribute keyword, a tag (8 hexadecimal digits) or all".into(),
                         ));
                     }
-                    if !field.contains('.')
+                    if (!field.contains('.') || level == Instance)
                         && let Some(t) = first
                     {
                         include.tags.insert(t);
@@ -639,8 +645,8 @@ impl Service {
 }
 
 /// One QIDO-RS instance result: the catalog's view, and the attributes `includefield` asked
-/// for beyond it (DICOM JSON read from the instance's document, PixelData and the file meta
-/// group left out).
+/// for beyond it (DICOM JSON read from the instance's document as GetDICOMInstanceMetadata
+/// writes it: TransferSyntaxUID the stored one, no PixelData).
 #[derive(Debug, Clone)]
 pub struct InstanceResult {
     pub instance: DicomInstance,
@@ -770,7 +776,7 @@ impl Service {
 }
 
 /// The attributes of an instance's document `include` asks for (all of them for `all`), as
-/// DICOM JSON; not PixelData, not the file meta group (TransferSyntaxUID).
+/// DICOM JSON; never PixelData.
 fn included_attributes(
     doc: &MetadataDocument,
     found: &DicomInstance,
@@ -797,7 +803,7 @@ fn included_attributes(
             let Ok(t) = u32::from_str_radix(tag, 16) else {
                 return false;
             };
-            t >> 16 != 0x0002 && t != 0x7FE0_0010 && include.wants(t)
+            t != 0x7FE0_0010 && include.wants(t)
         })
         .collect()
 }

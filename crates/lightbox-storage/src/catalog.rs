@@ -443,7 +443,20 @@ pub struct DicomInstance {
     pub tags: ImageSetDicomTags,
     pub attributes: QidoAttributes,
     pub instance: QidoInstance,
+    /// Instances of its series (image set).
+    pub series_instances: i64,
+    /// Its study's counts and modalities (over the study's live primary image sets).
+    pub study: DicomStudyCounts,
     pub updated_at: Millis,
+}
+
+/// Series and instance counts and modalities of a study: its live primary image sets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DicomStudyCounts {
+    /// Distinct modalities, sorted.
+    pub modalities: Vec<String>,
+    pub series: i64,
+    pub instances: i64,
 }
 
 /// Which instances a QIDO-RS instance search walks.

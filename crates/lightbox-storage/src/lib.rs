@@ -17,10 +17,11 @@ pub use catalog::{
     BeginChangeOutcome, BeginVersionOutcome, Catalog, ChangeEnd, ChangeLock,
     CreateDatastoreOutcome, CreateImageSetOutcome, CreateImportJobOutcome, Cursor,
     DeleteDatastoreOutcome, DicomAttribute, DicomCondition, DicomInstance, DicomMatch, DicomQuery,
-    DicomSeries, DicomStudy, FrameRecord, ImageSetChange, ImageSetContent, ImageSetFilter,
-    ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField, ImageSetVersion,
-    InstanceScope, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob,
-    NewLockedImageSet, Page, PrimaryImageSet, TagOutcome, UnindexedImageSet, VersionCompletion,
+    DicomSeries, DicomStudy, DicomStudyCounts, FrameRecord, ImageSetChange, ImageSetContent,
+    ImageSetFilter, ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField,
+    ImageSetVersion, InstanceScope, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet,
+    NewJob, NewLockedImageSet, Page, PrimaryImageSet, TagOutcome, UnindexedImageSet,
+    VersionCompletion,
 };
 pub use error::StorageError;
 pub use sql::SqlCatalog;

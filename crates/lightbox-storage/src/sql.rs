@@ -20,10 +20,10 @@ use crate::catalog::{
     BeginChangeOutcome, BeginVersionOutcome, Catalog, ChangeEnd, ChangeLock,
     CreateDatastoreOutcome, CreateImageSetOutcome, CreateImportJobOutcome, Cursor,
     DeleteDatastoreOutcome, DicomAttribute, DicomCondition, DicomInstance, DicomMatch, DicomQuery,
-    DicomSeries, DicomStudy, FrameRecord, ImageSetChange, ImageSetContent, ImageSetFilter,
-    ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField, ImageSetVersion,
-    InstanceScope, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet, NewJob, Page,
-    PrimaryImageSet, TagOutcome, UnindexedImageSet, VersionCompletion,
+    DicomSeries, DicomStudy, DicomStudyCounts, FrameRecord, ImageSetChange, ImageSetContent,
+    ImageSetFilter, ImageSetSearch, ImageSetSortField, ImageSetSummary, ImageSetTextField,
+    ImageSetVersion, InstanceScope, Job, JobOutcome, JobState, Lease, NewDatastore, NewImageSet,
+    NewJob, Page, PrimaryImageSet, TagOutcome, UnindexedImageSet, VersionCompletion,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -2209,6 +2209,7 @@ impl Catalog for SqlCatalog {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get("id")?;
+            let series_instances: Option<i64> = row.try_get("instance_count")?;
             out.push(DicomInstance {
                 image_set_id: ImageSetId::parse(&id).map_err(|_| corrupt("image_sets.id"))?,
                 metadata_key: row.try_get("metadata_key")?,
@@ -2224,8 +2225,27 @@ impl Catalog for SqlCatalog {
                     bits_allocated: row.try_get("bits_allocated")?,
                     number_of_frames: row.try_get("number_of_frames")?,
                 },
+                series_instances: series_instances.unwrap_or(0),
+                study: DicomStudyCounts::default(),
                 updated_at: Millis(row.try_get("updated_at")?),
             });
+        }
+        let mut uids: Vec<&str> = out
+            .iter()
+            .filter_map(|i| i.tags.study_instance_uid.as_deref())
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        let counts = self.dicom_study_counts(datastore_id, &uids).await?;
+        for i in &mut out {
+            if let Some(c) = i
+                .tags
+                .study_instance_uid
+                .as_ref()
+                .and_then(|u| counts.get(u))
+            {
+                i.study = c.clone();
+            }
         }
         Ok(out)
     }
@@ -2363,19 +2383,17 @@ impl Catalog for SqlCatalog {
 
 impl SqlCatalog {
     /// Series and instance counts and modalities of QIDO-RS studies (their live primary image
-    /// sets).
-    async fn fill_dicom_study_counts(
+    /// sets), by StudyInstanceUID.
+    async fn dicom_study_counts(
         &self,
         datastore_id: &DatastoreId,
-        studies: &mut [DicomStudy],
-    ) -> Result<(), StorageError> {
-        if studies.is_empty() {
-            return Ok(());
+        uids: &[&str],
+    ) -> Result<std::collections::HashMap<String, DicomStudyCounts>, StorageError> {
+        let mut by_study: std::collections::HashMap<String, DicomStudyCounts> =
+            std::collections::HashMap::new();
+        if uids.is_empty() {
+            return Ok(by_study);
         }
-        let uids: Vec<&str> = studies
-            .iter()
-            .filter_map(|s| s.tags.study_instance_uid.as_deref())
-            .collect();
         let placeholders: Vec<String> = (0..uids.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT study_instance_uid, series_modality, COUNT(*) AS series, \
@@ -2385,37 +2403,51 @@ impl SqlCatalog {
             placeholders.join(", ")
         );
         let mut q = sqlx::query(Self::sql(sql)).bind(datastore_id.as_str());
-        for u in &uids {
+        for u in uids {
             q = q.bind(*u);
         }
         let rows = q.fetch_all(&self.pool).await?;
-        let mut by_study: std::collections::HashMap<String, (i64, i64, Vec<String>)> =
-            std::collections::HashMap::new();
         for r in &rows {
             let study: String = r.try_get("study_instance_uid")?;
             let modality: Option<String> = r.try_get("series_modality")?;
             let e = by_study.entry(study).or_default();
-            e.0 += r.try_get::<i64, _>("series")?;
-            e.1 += r.try_get::<i64, _>("instances")?;
+            e.series += r.try_get::<i64, _>("series")?;
+            e.instances += r.try_get::<i64, _>("instances")?;
             // Multi-valued modalities (`CT\PT`) count as each of their values.
             for m in modality.iter().flat_map(|m| m.split('\\')) {
                 let m = m.trim();
-                if !m.is_empty() && !e.2.iter().any(|x| x == m) {
-                    e.2.push(m.to_owned());
+                if !m.is_empty() && !e.modalities.iter().any(|x| x == m) {
+                    e.modalities.push(m.to_owned());
                 }
             }
         }
+        for e in by_study.values_mut() {
+            e.modalities.sort();
+        }
+        Ok(by_study)
+    }
+
+    /// Fills the counts and modalities of QIDO-RS studies.
+    async fn fill_dicom_study_counts(
+        &self,
+        datastore_id: &DatastoreId,
+        studies: &mut [DicomStudy],
+    ) -> Result<(), StorageError> {
+        let uids: Vec<&str> = studies
+            .iter()
+            .filter_map(|s| s.tags.study_instance_uid.as_deref())
+            .collect();
+        let by_study = self.dicom_study_counts(datastore_id, &uids).await?;
         for s in studies.iter_mut() {
-            if let Some((series, instances, modalities)) = s
+            if let Some(c) = s
                 .tags
                 .study_instance_uid
                 .as_deref()
                 .and_then(|u| by_study.get(u))
             {
-                s.series = *series;
-                s.instances = *instances;
-                s.modalities = modalities.clone();
-                s.modalities.sort();
+                s.series = c.series;
+                s.instances = c.instances;
+                s.modalities = c.modalities.clone();
             }
         }
         Ok(())

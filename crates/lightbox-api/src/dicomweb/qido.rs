@@ -300,8 +300,22 @@ fn instance_json(
     // Study attributes: all for `/instances`, else only those asked for (the UID always).
     let only = (levels != InstanceLevels::All).then_some(include);
     study_attributes(&mut m, t, a, only);
+    let c = &r.instance.study;
+    if only.is_none_or(|i| i.wants(0x0008_0061)) {
+        let modalities = c.modalities.iter().map(|x| Value::from(x.as_str()));
+        put(&mut m, 0x0008_0061, "CS", modalities.collect());
+    }
+    if only.is_none_or(|i| i.wants(0x0020_1206)) {
+        put_int(&mut m, 0x0020_1206, Some(c.series));
+    }
+    if only.is_none_or(|i| i.wants(0x0020_1208)) {
+        put_int(&mut m, 0x0020_1208, Some(c.instances));
+    }
     if levels != InstanceLevels::Instance || include.all {
         series_attributes(&mut m, t, a, include);
+    }
+    if levels != InstanceLevels::Instance || include.wants(0x0020_1209) {
+        put_int(&mut m, 0x0020_1209, Some(r.instance.series_instances));
     }
     put_text(&mut m, 0x0020_000E, "UI", Some(&i.series_instance_uid));
     put_text(&mut m, 0x0008_0016, "UI", i.sop_class_uid.as_deref());
