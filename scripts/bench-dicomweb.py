@@ -4,7 +4,7 @@
 builds `lightbox` and generates the 500-instance series.
 
     .venv/bin/python scripts/bench-dicomweb.py --lightbox BIN --work DIR --series-dir DIR \
-        [--studies 100000] [--load-seconds 600] [--runs 50] [--frame-passes 3]
+        [--studies 100000] [--load-seconds 600] [--runs 50] [--frame-passes 3] [--orthanc-breakdown 50]
 
 Both servers run on temporary directories and free ports, get the SAME data through STOW-RS
 (the same client code; Lightbox's requests are SigV4-signed, Orthanc's are not), and are
@@ -23,6 +23,19 @@ measured by the same client code with a keep-alive `requests` session:
 - WADO-RS frames, every instance's frame 1, by 1 client and by 4 concurrent clients (each its own
   session, the frames split between them), with `transfer-syntax=*` and with Explicit VR Little
   Endian: frames/s, the best of --frame-passes passes after one warm-up pass.
+
+Diagnostic, after all of the above (it changes none of the table's rows; --orthanc-breakdown 0
+skips it): where Orthanc's time per WADO-RS frame goes. For --orthanc-breakdown instances of the
+series, one request after the other on one session, interleaved, p50 ms of:
+- the DICOMweb frame request of the table (Explicit VR LE);
+- `POST /tools/lookup` with the SOPInstanceUID: the identifier lookup the plugin's LocateInstance
+  does (OrthancPluginLookupInstance, one level), done by this route once per level (patient, study,
+  series, instance);
+- `GET /instances/{id}/study` and `GET /instances/{id}/series`: the two other requests of
+  LocateInstance (plugin 1.7);
+- `GET /instances/{id}/file`: the read of the whole file that RetrieveFrames then does;
+- `GET /instances/{id}/frames/0/raw`: Orthanc's native REST frame, by Orthanc ID (no lookup).
+Printed as one "Orthanc breakdown" line before the table, and kept in results.json.
 """
 
 import argparse
@@ -191,9 +204,9 @@ class Orthanc(Server):
         self.log = open(work / "orthanc.log", "wb")
         self.proc = subprocess.Popen(["Orthanc", str(root / "orthanc.json")], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{self.port}"
-        wait_http(url + "/system")
-        self.base = url + "/dicom-web"
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_http(self.url + "/system")
+        self.base = self.url + "/dicom-web"
 
     def session(self):
         return requests.Session()
@@ -328,6 +341,40 @@ def frames_per_second(server, urls, accept, clients):
     return len(urls) / dt, total
 
 
+def orthanc_breakdown(server, study, series, sops, n):
+    """p50 ms of the requests behind one Orthanc WADO-RS frame (see the docstring), interleaved."""
+    ss = server.session()
+    picked = sops[::max(1, len(sops) // n)][:n]
+    ids = {}
+    for u in picked:
+        r = ss.post(server.url + "/tools/lookup", data=u)
+        hits = [x["ID"] for x in r.json() if x["Type"] == "Instance"]
+        if r.status_code != 200 or len(hits) != 1:
+            raise SystemExit(f"Orthanc /tools/lookup {u}: {r.status_code} {r.text[:300]}")
+        ids[u] = hits[0]
+    times = {k: [] for k in ("dicomweb_frame", "tools_lookup", "instance_study", "instance_series",
+                             "instance_file", "native_raw_frame")}
+
+    def timed(key, method, url, **kw):
+        t = time.perf_counter()
+        r = ss.request(method, url, **kw)
+        _ = r.content
+        times[key].append(time.perf_counter() - t)
+        if r.status_code != 200:
+            raise SystemExit(f"Orthanc {method} {url}: {r.status_code} {r.text[:300]}")
+
+    for u in picked:
+        oid = ids[u]
+        timed("dicomweb_frame", "GET", f"{server.base}/studies/{study}/series/{series}/instances/{u}/frames/1",
+              headers={"Accept": ACCEPT_ELE})
+        timed("tools_lookup", "POST", server.url + "/tools/lookup", data=u)
+        timed("instance_study", "GET", f"{server.url}/instances/{oid}/study")
+        timed("instance_series", "GET", f"{server.url}/instances/{oid}/series")
+        timed("instance_file", "GET", f"{server.url}/instances/{oid}/file")
+        timed("native_raw_frame", "GET", f"{server.url}/instances/{oid}/frames/0/raw")
+    return {k: pct(v, 50) * 1000 for k, v in times.items()}, len(picked)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lightbox", required=True)
@@ -338,6 +385,8 @@ def main():
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--frame-passes", type=int, default=3)
     ap.add_argument("--max-seconds", type=float, default=60, help="time cap of one QIDO measurement's runs")
+    ap.add_argument("--orthanc-breakdown", type=int, default=50,
+                    help="instances for the Orthanc per-frame diagnostic at the end (0: skip it)")
     a = ap.parse_args()
     work = pathlib.Path(a.work)
 
@@ -435,6 +484,14 @@ def main():
                     res[f"fps_{label}_{clients}"] = best
                     print(f"  frames {label} x{clients}: {best[0]:.0f} frames/s ({best[1] / 1e6:.0f} MB per pass)",
                           flush=True)
+
+        # Diagnostic, after every measurement of the table (see the docstring).
+        if a.orthanc_breakdown > 0:
+            oc_server = next(s for s in servers if s.name == "Orthanc")
+            bd, n = orthanc_breakdown(oc_server, study, series, sops, a.orthanc_breakdown)
+            results["Orthanc"]["breakdown"] = bd
+            print(f"Orthanc breakdown at {total_studies} studies, p50 ms over {n} instances, one request at a time: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in bd.items()), flush=True)
     finally:
         for s in servers:
             s.stop()

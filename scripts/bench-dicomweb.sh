@@ -10,7 +10,8 @@
 #
 # Usage: scripts/bench-dicomweb.sh   (env: BENCH_STUDIES=100000, BENCH_LOAD_SECONDS=600 (both
 # servers together), BENCH_SERIES_INSTANCES=500, BENCH_RUNS=50, BENCH_MAX_SECONDS=60 (cap of one
-# QIDO measurement), BENCH_FRAME_PASSES=3; honours
+# QIDO measurement), BENCH_FRAME_PASSES=3, BENCH_ORTHANC_BREAKDOWN=50 (instances of the Orthanc
+# per-frame diagnostic printed before the table, 0 skips it); honours
 # CARGO_TARGET_DIR). Needs ~1.5 GB in /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,14 +26,15 @@ trap 'rm -rf "$work"' EXIT
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(free -g | awk '/^Mem:/ {print $2}') GB RAM"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "lightbox: $(git rev-parse --short HEAD) release; $(Orthanc --version | head -1), DICOMweb plugin $(dpkg-query -W -f='${Version}' orthanc-dicomweb)"
+echo "lightbox: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo ' + uncommitted changes in crates/') release; $(Orthanc --version | head -1), DICOMweb plugin $(dpkg-query -W -f='${Version}' orthanc-dicomweb)"
 t0=$(date +%s)
 .venv/bin/python scripts/dicom-generate.py "$work/series" --rows 512 --cols 512 --bits 16 \
   --instances-per-series "${BENCH_SERIES_INSTANCES:-500}" --patient-id BENCH-CT --seed 21 --jobs 2 >/dev/null
 echo "inputs made in $(( $(date +%s) - t0 )) s"
 .venv/bin/python scripts/bench-dicomweb.py --lightbox "$CARGO_TARGET_DIR/release/lightbox" --work "$work" \
   --series-dir "$work/series" --studies "${BENCH_STUDIES:-100000}" --load-seconds "${BENCH_LOAD_SECONDS:-600}" \
-  --runs "${BENCH_RUNS:-50}" --max-seconds "${BENCH_MAX_SECONDS:-60}" --frame-passes "${BENCH_FRAME_PASSES:-3}"
+  --runs "${BENCH_RUNS:-50}" --max-seconds "${BENCH_MAX_SECONDS:-60}" --frame-passes "${BENCH_FRAME_PASSES:-3}" \
+  --orthanc-breakdown "${BENCH_ORTHANC_BREAKDOWN:-50}"
 echo
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "total: $(( $(date +%s) - t0 )) s"
