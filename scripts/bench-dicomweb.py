@@ -22,7 +22,21 @@ measured by the same client code with a keep-alive `requests` session:
 - the series' metadata (`.../series/{s}/metadata`): p50 over --runs (at most 20);
 - WADO-RS frames, every instance's frame 1, by 1 client and by 4 concurrent clients (each its own
   session, the frames split between them), with `transfer-syntax=*` and with Explicit VR Little
-  Endian: frames/s, the best of --frame-passes passes after one warm-up pass.
+  Endian: frames/s, the best of --frame-passes passes after one warm-up pass;
+- then (after the frames, so that none of the rows above sees different conditions) instance-level
+  QIDO, timed exactly as the study QIDO rows (p50 / p95 over --runs, the same cap), no
+  includefield:
+  - `/studies/{s}/series/{se}/instances` of the series: all its instances;
+  - `/instances?SOPInstanceUID=U`, U a random instance of the series each run: a lookup among
+    every instance of the server (the series' plus one per tiny study);
+  - `/instances?PatientID=BENCH-CT&limit=100`, the series' patient: a data-store-level relational
+    query, 100 of the series' instances.
+  Each is checked once before its timing, and every timed answer again after its timer stopped;
+  a wrong answer stops the benchmark (SystemExit): the series' query must return exactly the
+  series' SOPInstanceUIDs, the SOPInstanceUID lookup exactly U, the PatientID query 100
+  distinct instances of the series; for Lightbox, whose documented order is InstanceNumber
+  then SOPInstanceUID, the first 100 in that order (Orthanc documents no order: any 100 of the
+  series; whether they are the first 100 by InstanceNumber is printed).
 
 Diagnostic, after all of the above (it changes none of the table's rows; --orthanc-breakdown 0
 skips it): where Orthanc's time per WADO-RS frame goes. For --orthanc-breakdown instances of the
@@ -46,12 +60,9 @@ import json
 import os
 import pathlib
 import random
-import shutil
 import signal
 import socket
-import statistics
 import subprocess
-import sys
 import time
 import urllib.parse
 
@@ -321,6 +332,33 @@ def first_part(body, content_type):
     return body[start:end]
 
 
+def qido_times(ss, urls, res, key, max_seconds, check=None):
+    """One warm-up, then the urls in order (--runs of them, or fewer, at least 5, when they take
+    over max_seconds): p50 / p95 ms into res[key], the count into res[key + "_runs"]. check(url,
+    response), if given, is called after each timed request's timer stopped."""
+    timed_get(ss, urls[0], "application/dicom+json")  # warm-up
+    xs, t_end = [], time.monotonic() + max_seconds
+    for u in urls:  # --runs, or fewer (at least 5) when they take over --max-seconds
+        dt, r, _ = timed_get(ss, u, "application/dicom+json")
+        xs.append(dt)
+        if check is not None:
+            check(u, r)
+        if len(xs) >= 5 and time.monotonic() > t_end:
+            break
+    res[key + "_runs"] = len(xs)
+    res[key] = (pct(xs, 50) * 1000, pct(xs, 95) * 1000)
+    print(f"  {key}: p50 {res[key][0]:.1f} ms, p95 {res[key][1]:.1f} ms over {len(xs)} runs", flush=True)
+
+
+def sop_uids(server, url, r):
+    """The SOPInstanceUIDs of a QIDO instance answer, in order (SystemExit when one lacks it)."""
+    try:
+        items = r.json()
+        return [x["00080018"]["Value"][0] for x in items]
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise SystemExit(f"{server.name} {url}: not a QIDO instance answer ({e!r}): {r.text[:300]}")
+
+
 def frames_per_second(server, urls, accept, clients):
     chunks = [urls[k::clients] for k in range(clients)]
     sessions = [server.session() for _ in range(clients)]
@@ -394,6 +432,13 @@ def main():
     heads = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     study, series = str(heads[0].StudyInstanceUID), str(heads[0].SeriesInstanceUID)
     sops = [str(h.SOPInstanceUID) for h in heads]
+    patient = str(heads[0].PatientID)
+    # Lightbox's documented order of a series' instances: InstanceNumber (missing last), then UID.
+    by_number = [str(h.SOPInstanceUID) for h in sorted(
+        heads, key=lambda h: (h.get("InstanceNumber") is None, int(h.get("InstanceNumber") or 0), str(h.SOPInstanceUID)))]
+    pid_limit = min(100, len(sops))
+    if len(set(sops)) != len(sops) or any(str(h.PatientID) != patient for h in heads):
+        raise SystemExit(f"{a.series_dir}: SOPInstanceUIDs not distinct or more than one PatientID")
     first_pixels = pydicom.dcmread(files[0]).PixelData
     print(f"series: {len(files)} instances, {heads[0].Rows}x{heads[0].Columns}, {heads[0].BitsStored}-bit, "
           f"{heads[0].file_meta.TransferSyntaxUID.name}, {sum(f.stat().st_size for f in files) / 1e6:.0f} MB")
@@ -461,15 +506,7 @@ def main():
             for key, urls in (("qido_list", [s.base + s.qido_list] * a.runs),
                               ("qido_pid", [f"{s.base}/studies?PatientID=PID{rng.randrange(patients):07d}"
                                             + s.includefield for _ in range(a.runs)])):
-                timed_get(ss, urls[0], "application/dicom+json")  # warm-up
-                xs, t_end = [], time.monotonic() + a.max_seconds
-                for u in urls:  # --runs, or fewer (at least 5) when they take over --max-seconds
-                    xs.append(timed_get(ss, u, "application/dicom+json")[0])
-                    if len(xs) >= 5 and time.monotonic() > t_end:
-                        break
-                res[key + "_runs"] = len(xs)
-                res[key] = (pct(xs, 50) * 1000, pct(xs, 95) * 1000)
-                print(f"  {key}: p50 {res[key][0]:.1f} ms, p95 {res[key][1]:.1f} ms over {len(xs)} runs", flush=True)
+                qido_times(ss, urls, res, key, a.max_seconds)
             mu = f"{s.base}/studies/{study}/series/{series}/metadata"
             timed_get(ss, mu, "application/dicom+json")
             xs = [timed_get(ss, mu, "application/dicom+json")[0] for _ in range(min(a.runs, 20))]
@@ -484,6 +521,56 @@ def main():
                     res[f"fps_{label}_{clients}"] = best
                     print(f"  frames {label} x{clients}: {best[0]:.0f} frames/s ({best[1] / 1e6:.0f} MB per pass)",
                           flush=True)
+
+            # Instance-level QIDO (see the docstring): check, then time like the study QIDO rows.
+            def check_all(u, r, s=s):
+                got = sop_uids(s, u, r)
+                if len(got) != len(sops) or set(got) != set(sops):
+                    raise SystemExit(f"{s.name} {u}: {len(got)} instances ({len(set(got) & set(sops))} of the "
+                                     f"series'), expected the series' {len(sops)}")
+                return got
+
+            def check_sop(u, r, s=s):
+                want = urllib.parse.parse_qs(urllib.parse.urlsplit(u).query)["SOPInstanceUID"][0]
+                got = sop_uids(s, u, r)
+                if got != [want]:
+                    raise SystemExit(f"{s.name} {u}: {got[:5]} ({len(got)} instances), expected [{want}]")
+                return got
+
+            def check_pid(u, r, s=s):
+                got = sop_uids(s, u, r)
+                if len(got) != pid_limit or len(set(got)) != pid_limit or not set(got) <= set(sops):
+                    raise SystemExit(f"{s.name} {u}: {len(got)} instances ({len(set(got))} distinct, "
+                                     f"{len(set(got) & set(sops))} of the series'), expected {pid_limit} of the series")
+                if s.name == "Lightbox" and got != by_number[:pid_limit]:
+                    raise SystemExit(f"{s.name} {u}: not the first {pid_limit} instances by InstanceNumber, "
+                                     f"SOPInstanceUID (its documented order)")
+                return got
+
+            iu = f"{s.base}/studies/{study}/series/{series}/instances"
+            su = f"{s.base}/instances?SOPInstanceUID={sops[len(sops) // 2]}"
+            pu = f"{s.base}/instances?PatientID={patient}&limit={pid_limit}"
+            chk = {}
+            for name, u, fn in (("series_instances", iu, check_all), ("sop", su, check_sop),
+                                ("instances_pid", pu, check_pid)):
+                _, r, body = timed_get(ss, u, "application/dicom+json")
+                got = fn(u, r)
+                attrs = sorted(set().union(*(x.keys() for x in r.json())))
+                chk[name] = {"instances": len(got), "bytes": len(body), "attributes": attrs}
+                if name == "series_instances":
+                    chk[name]["instance_number_order"] = got == by_number
+                if name == "instances_pid":
+                    chk[name]["first_by_instance_number"] = got == by_number[:pid_limit]
+                    chk[name]["first_by_instance_number_as_set"] = set(got) == set(by_number[:pid_limit])
+                print(f"{s.name}: QIDO {name}: {len(got)} instances OK, {len(body)} bytes, attributes {' '.join(attrs)}"
+                      + "".join(f", {k} {v}" for k, v in chk[name].items() if isinstance(v, bool)), flush=True)
+            res["check"].update({"qido_" + k: v for k, v in chk.items()})
+            rng_i = random.Random(2)
+            for key, urls, fn in (("qido_series_instances", [iu] * a.runs, check_all),
+                                  ("qido_sop", [f"{s.base}/instances?SOPInstanceUID={rng_i.choice(sops)}"
+                                                for _ in range(a.runs)], check_sop),
+                                  ("qido_instances_pid", [pu] * a.runs, check_pid)):
+                qido_times(ss, urls, res, key, a.max_seconds, fn)
 
         # Diagnostic, after every measurement of the table (see the docstring).
         if a.orthanc_breakdown > 0:
@@ -501,7 +588,10 @@ def main():
     print(f"| measurement ({total_studies} studies; series of {len(files)} instances) | Lightbox / Orthanc | "
           "Lightbox | Orthanc |")
     print("|---|---|---|---|")
-    for key, label in (("qido_list", "QIDO `/studies?limit=101…`"), ("qido_pid", "QIDO `/studies?PatientID=…`")):
+    for key, label in (("qido_list", "QIDO `/studies?limit=101…`"), ("qido_pid", "QIDO `/studies?PatientID=…`"),
+                       ("qido_series_instances", f"QIDO `/studies/{{s}}/series/{{se}}/instances` ({len(sops)})"),
+                       ("qido_sop", "QIDO `/instances?SOPInstanceUID=…`"),
+                       ("qido_instances_pid", f"QIDO `/instances?PatientID=…&limit={pid_limit}`")):
         for i, p in ((0, "p50"), (1, "p95")):
             print(f"| {label}, {p} ms | {lb[key][i] / oc[key][i]:.3g}× the time | {lb[key][i]:.1f} | {oc[key][i]:.1f} |")
     print(f"| series metadata, p50 ms | {lb['metadata'][0] / oc['metadata'][0]:.3g}× the time | "

@@ -8,10 +8,11 @@
 # measures QIDO-RS, series metadata and WADO-RS frames with the same client code, stops both and
 # prints a Markdown table.
 #
-# Usage: scripts/bench-dicomweb.sh   (env: BENCH_STUDIES=100000, BENCH_LOAD_SECONDS=600 (both
+# Usage: scripts/bench-dicomweb.sh   (env: BENCH_STUDIES=100000, BENCH_LOAD_SECONDS=1800 (both
 # servers together), BENCH_SERIES_INSTANCES=500, BENCH_RUNS=50, BENCH_MAX_SECONDS=60 (cap of one
 # QIDO measurement), BENCH_FRAME_PASSES=3, BENCH_ORTHANC_BREAKDOWN=50 (instances of the Orthanc
-# per-frame diagnostic printed before the table, 0 skips it); honours
+# per-frame diagnostic printed before the table, 0 skips it), BENCH_RESULTS (where results.json
+# is copied; default /tmp/bench-dicomweb-results.json); honours
 # CARGO_TARGET_DIR). Needs ~1.5 GB in /tmp.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +33,11 @@ t0=$(date +%s)
   --instances-per-series "${BENCH_SERIES_INSTANCES:-500}" --patient-id BENCH-CT --seed 21 --jobs 2 >/dev/null
 echo "inputs made in $(( $(date +%s) - t0 )) s"
 .venv/bin/python scripts/bench-dicomweb.py --lightbox "$CARGO_TARGET_DIR/release/lightbox" --work "$work" \
-  --series-dir "$work/series" --studies "${BENCH_STUDIES:-100000}" --load-seconds "${BENCH_LOAD_SECONDS:-600}" \
+  --series-dir "$work/series" --studies "${BENCH_STUDIES:-100000}" --load-seconds "${BENCH_LOAD_SECONDS:-1800}" \
   --runs "${BENCH_RUNS:-50}" --max-seconds "${BENCH_MAX_SECONDS:-60}" --frame-passes "${BENCH_FRAME_PASSES:-3}" \
   --orthanc-breakdown "${BENCH_ORTHANC_BREAKDOWN:-50}"
+cp "$work/results.json" "${BENCH_RESULTS:-/tmp/bench-dicomweb-results.json}"
 echo
+echo "results: ${BENCH_RESULTS:-/tmp/bench-dicomweb-results.json}"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "total: $(( $(date +%s) - t0 )) s"

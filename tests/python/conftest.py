@@ -231,6 +231,14 @@ def isolated_aws_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
+def module_server(tmp_path_factory, name, env=None):
+    """A server on a data dir of its own, for a module-scoped fixture (which kills it)."""
+    root = tmp_path_factory.mktemp(name)
+    data = root / "data"
+    data.mkdir()
+    return Lightbox(data, root, env=env).start()
+
+
 @pytest.fixture
 def make_server(tmp_path):
     """Factory: make_server(env={...}) starts a server on its own data dir."""

@@ -16,12 +16,11 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames, parse_basic_offsets
 
-from conftest import SigV4
+from conftest import module_server, SigV4
 from test_dicomweb_wado import (error_of, pixel_bytes, split_multipart,
                                 uids)
 from test_image_set_reads import boto3_import, decode_htj2k, reference_pixels
 from test_import import make_datastore
-from conftest import Lightbox
 
 HTJ2K = "1.2.840.10008.1.2.4.202"
 ELE = "1.2.840.10008.1.2.1"
@@ -38,10 +37,7 @@ ELE_MEDIA = (("application/dicom", ELE),)
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):  # noqa: F811
-    root = tmp_path_factory.mktemp("instance-server")
-    data = root / "data"
-    data.mkdir()
-    server = Lightbox(data, root).start()
+    server = module_server(tmp_path_factory, "instance-server")
     yield server
     server.kill()
 

@@ -50,7 +50,7 @@ import pydicom
 import pytest
 import requests
 
-from conftest import Lightbox, SigV4
+from conftest import module_server, SigV4
 from test_image_set_reads import boto3_import, decode_htj2k, reference_pixels
 from test_import import make_datastore
 
@@ -111,10 +111,7 @@ def study_list_params(includefield=INCLUDE_RELEASE, **filters):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):
-    root = tmp_path_factory.mktemp("ohif-server")
-    data = root / "data"
-    data.mkdir()
-    server = Lightbox(data, root).start()
+    server = module_server(tmp_path_factory, "ohif-server")
     yield server
     server.kill()
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 
-from conftest import Lightbox, signed_session
+from conftest import module_server, signed_session
 from test_image_set_reads import boto3_import
 from test_import import make_datastore
 
@@ -51,7 +51,6 @@ def series_uid(s, k):
 def write_instances(out, s):
     """P10 files of one study (8x8 8-bit, explicit VR little endian)."""
     import numpy as np
-    import pydicom
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian
 
@@ -97,10 +96,7 @@ def write_instances(out, s):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):
-    root = tmp_path_factory.mktemp("qido-server")
-    data = root / "data"
-    data.mkdir()
-    server = Lightbox(data, root).start()
+    server = module_server(tmp_path_factory, "qido-server")
     yield server
     server.kill()
 

@@ -29,7 +29,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 import conftest
-from conftest import Lightbox, signed_session
+from conftest import module_server, signed_session
 from test_image_set_changes import fresh_copy, update, wait_unlocked
 from test_image_set_reads import boto3_import
 from test_import import make_datastore
@@ -62,10 +62,7 @@ def uid(*parts):
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):
-    root = tmp_path_factory.mktemp("qido-instances-server")
-    data = root / "data"
-    data.mkdir()
-    server = Lightbox(data, root).start()
+    server = module_server(tmp_path_factory, "qido-instances-server")
     yield server
     server.kill()
 

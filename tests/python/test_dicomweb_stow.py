@@ -26,7 +26,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from dicomweb_client.api import DICOMwebClient
 
-from conftest import Lightbox, SigV4
+from conftest import module_server, SigV4
 from test_dicomweb_wado import ELE_MEDIA, pixel_bytes, uids
 from test_import import blob_root, catalog_rows, make_datastore
 
@@ -39,12 +39,9 @@ IDLE_SECS = 2  # --body-timeout-secs: the longest wait for the next piece of a S
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):  # noqa: F811
-    root = tmp_path_factory.mktemp("stow-server")
-    data = root / "data"
-    data.mkdir()
-    server = Lightbox(data, root, env={"LIGHTBOX_IMPORT_MAX_FILE_BYTES": str(MAX_PART),
+    server = module_server(tmp_path_factory, "stow-server", env={"LIGHTBOX_IMPORT_MAX_FILE_BYTES": str(MAX_PART),
                                        "LIGHTBOX_STOW_MAX_BODY_BYTES": str(MAX_BODY),
-                                       "LIGHTBOX_BODY_TIMEOUT_SECS": str(IDLE_SECS)}).start()
+                                       "LIGHTBOX_BODY_TIMEOUT_SECS": str(IDLE_SECS)})
     yield server
     server.kill()
 
@@ -233,7 +230,7 @@ def test_conflicting_grouping_element_is_non_primary(srv, ds, session, corpus, s
     got = srv.client().get_image_set(datastoreId=ds, imageSetId=new_id)
     assert got["versionId"] == "1" and got["imageSetWorkflowStatus"] == "CREATED"
     assert got.get("isPrimary") is False
-    frames = session.get(url.replace("?", f"/frames/1?"),
+    frames = session.get(url.replace("?", "/frames/1?"),
                          headers={"Accept": "multipart/related; type=application/octet-stream; "
                                             "transfer-syntax=1.2.840.10008.1.2.1"})
     assert frames.status_code == 200, frames.text

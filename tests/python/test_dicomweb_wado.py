@@ -16,7 +16,7 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 
-from conftest import Lightbox, SigV4
+from conftest import module_server, SigV4
 from test_image_set_reads import boto3_import, decode_htj2k, reference_pixels
 from test_import import make_datastore
 
@@ -44,10 +44,7 @@ KEY_TAGS = ["00080016", "00080018", "00080020", "00080060", "00100010", "0010002
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):
-    root = tmp_path_factory.mktemp("wado-server")
-    data = root / "data"
-    data.mkdir()
-    server = Lightbox(data, root).start()
+    server = module_server(tmp_path_factory, "wado-server")
     yield server
     server.kill()
 

@@ -30,7 +30,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from conftest import REPO, Lightbox
+from conftest import Lightbox, module_server, REPO
 from test_import import ROLE, aws_json, make_datastore, read_outputs, run_aws, start_and_wait
 
 UTC = datetime.timezone.utc
@@ -62,10 +62,7 @@ GEN_STUDIES, GEN_SERIES, GEN_INSTANCES, GEN_CONFLICT_EVERY = 2, 2, 4, 2
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory, module_aws_env):
-    root = tmp_path_factory.mktemp("reads-server")
-    data = root / "data"
-    data.mkdir()
-    server = Lightbox(data, root).start()
+    server = module_server(tmp_path_factory, "reads-server")
     yield server
     server.kill()
 

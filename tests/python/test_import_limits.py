@@ -2,7 +2,6 @@
 nesting, per-file size, sequence depth) with a clear failure line or job message, and a data
 store created with losslessStorageFormat JPEG_2000_LOSSLESS stores JPEG 2000 lossless frames."""
 
-import os
 import pathlib
 import shutil
 

@@ -24,6 +24,7 @@ use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
 use serde_json::{Map, Value};
 
+use crate::document::level_text;
 use crate::levels::{Level, level_of};
 use crate::{GroupingKey, MetadataDocument, is_multi_valued, tag_of_key};
 
@@ -924,21 +925,6 @@ fn rename_key(map: &mut Map<String, Value>, old: &str, new: &str) {
     }
 }
 
-/// Trimmed text of an attribute as the grouping key reads it (lists joined by `\`).
-fn grouping_text(level: Option<&Map<String, Value>>, key: &str) -> Option<String> {
-    let one = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    let s = match level?.get(key)? {
-        Value::Array(a) => a.iter().filter_map(one).collect::<Vec<_>>().join("\\"),
-        v => one(v)?,
-    };
-    let s = s.trim_matches(|c: char| c == ' ' || c == '\0');
-    (!s.is_empty()).then(|| s.to_string())
-}
-
 /// The new UID an identifier update carries (valid UID text even with force).
 fn new_uid(value: &Value, name: &str, member: &str) -> Result<String, ChangeError> {
     let s = value
@@ -1418,14 +1404,14 @@ impl MetadataDocument {
         let node = series_map(root).and_then(|m| obj(m, suid));
         let series = node.and_then(|s| obj(s, "DICOM"));
         GroupingKey {
-            study_date: grouping_text(study, "StudyDate"),
-            accession_number: grouping_text(study, "AccessionNumber"),
-            patient_id: grouping_text(patient, "PatientID"),
-            study_instance_uid: grouping_text(study, "StudyInstanceUID"),
-            study_id: grouping_text(study, "StudyID"),
-            series_instance_uid: grouping_text(series, "SeriesInstanceUID")
+            study_date: level_text(study, "StudyDate"),
+            accession_number: level_text(study, "AccessionNumber"),
+            patient_id: level_text(patient, "PatientID"),
+            study_instance_uid: level_text(study, "StudyInstanceUID"),
+            study_id: level_text(study, "StudyID"),
+            series_instance_uid: level_text(series, "SeriesInstanceUID")
                 .or_else(|| node.map(|_| suid.to_string())),
-            series_number: grouping_text(series, "SeriesNumber"),
+            series_number: level_text(series, "SeriesNumber"),
         }
     }
 

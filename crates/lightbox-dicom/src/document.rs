@@ -306,9 +306,10 @@ fn level_map(v: Option<&Value>) -> Option<&Map<String, Value>> {
     v?.get("DICOM")?.as_object()
 }
 
-/// A level's attribute as text, as an instance's own search tags read it: several values
-/// joined by `\\`, numbers in their JSON form, trimmed; `None` when absent or empty.
-fn level_text(level: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+/// A level's attribute as text, as an instance's own search tags and grouping key read it:
+/// several values joined by `\`, numbers in their JSON form, trimmed; `None` when absent or
+/// empty.
+pub(crate) fn level_text(level: Option<&Map<String, Value>>, key: &str) -> Option<String> {
     let one = |v: &Value| match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),

@@ -2061,9 +2061,9 @@ impl Catalog for SqlCatalog {
     ) -> Result<Vec<DicomStudy>, StorageError> {
         // A study is represented by its most recently updated live primary image set (ties by
         // id): walking those in updated_at order is the study order, and a page stops early.
-        let mut params = vec![Param::Text(datastore_id.as_str().to_owned())];
+        let params = vec![Param::Text(datastore_id.as_str().to_owned())];
         let columns = qualified("r", &format!("{TAG_COLUMNS}, {QIDO_COLUMNS}"));
-        let mut sql = format!(
+        let sql = format!(
             "SELECT {columns}, r.updated_at FROM image_sets r \
              WHERE r.datastore_id = $1 AND r.is_primary = 1 AND r.state <> 'DELETED' \
              AND r.study_instance_uid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM image_sets n \
@@ -2071,17 +2071,9 @@ impl Catalog for SqlCatalog {
              AND n.is_primary = 1 AND n.state <> 'DELETED' AND (n.updated_at > r.updated_at \
              OR (n.updated_at = r.updated_at AND n.id > r.id)))"
         );
-        for c in &query.conditions {
-            sql.push_str(" AND ");
-            sql.push_str(&dicom_condition(self.dialect, c, &mut params));
-        }
-        let l = param(&mut params, Param::Int(i64::from(limit)));
-        let o = param(&mut params, Param::Int(offset.min(i64::MAX as u64) as i64));
-        sql.push_str(&format!(
-            " ORDER BY r.updated_at DESC, r.study_instance_uid ASC LIMIT {l} OFFSET {o}"
-        ));
-        let rows = bind_all(sqlx::query(Self::sql(sql)), params)
-            .fetch_all(&self.pool)
+        let order = "r.updated_at DESC, r.study_instance_uid ASC";
+        let rows = self
+            .qido_rows(sql, params, query, order, offset, limit)
             .await?;
         let mut studies = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -2123,19 +2115,11 @@ impl Catalog for SqlCatalog {
             let p = param(&mut params, Param::Text(study.to_owned()));
             sql.push_str(&format!(" AND r.study_instance_uid = {p}"));
         }
-        for c in &query.conditions {
-            sql.push_str(" AND ");
-            sql.push_str(&dicom_condition(self.dialect, c, &mut params));
-        }
-        let l = param(&mut params, Param::Int(i64::from(limit)));
-        let o = param(&mut params, Param::Int(offset.min(i64::MAX as u64) as i64));
         // Both dialects put absent series numbers last this way (their NULL orders differ).
-        sql.push_str(&format!(
-            " ORDER BY CASE WHEN r.series_number IS NULL THEN 1 ELSE 0 END, r.series_number, \
-             r.series_instance_uid, r.id LIMIT {l} OFFSET {o}"
-        ));
-        let rows = bind_all(sqlx::query(Self::sql(sql)), params)
-            .fetch_all(&self.pool)
+        let order = "CASE WHEN r.series_number IS NULL THEN 1 ELSE 0 END, r.series_number, \
+                     r.series_instance_uid, r.id";
+        let rows = self
+            .qido_rows(sql, params, query, order, offset, limit)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -2196,15 +2180,8 @@ impl Catalog for SqlCatalog {
                 by_number.to_owned()
             }
         };
-        for c in &query.conditions {
-            sql.push_str(" AND ");
-            sql.push_str(&dicom_condition(self.dialect, c, &mut params));
-        }
-        let l = param(&mut params, Param::Int(i64::from(limit)));
-        let o = param(&mut params, Param::Int(offset.min(i64::MAX as u64) as i64));
-        sql.push_str(&format!(" ORDER BY {order} LIMIT {l} OFFSET {o}"));
-        let rows = bind_all(sqlx::query(Self::sql(sql)), params)
-            .fetch_all(&self.pool)
+        let rows = self
+            .qido_rows(sql, params, query, &order, offset, limit)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -2382,6 +2359,29 @@ impl Catalog for SqlCatalog {
 }
 
 impl SqlCatalog {
+    /// Runs a QIDO-RS query: `sql` (a SELECT … WHERE with `params` bound) with `query`'s
+    /// conditions, ordered by `order`, `limit` rows after `offset`.
+    async fn qido_rows(
+        &self,
+        mut sql: String,
+        mut params: Vec<Param>,
+        query: &DicomQuery,
+        order: &str,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<AnyRow>, StorageError> {
+        for c in &query.conditions {
+            sql.push_str(" AND ");
+            sql.push_str(&dicom_condition(self.dialect, c, &mut params));
+        }
+        let l = param(&mut params, Param::Int(i64::from(limit)));
+        let o = param(&mut params, Param::Int(offset.min(i64::MAX as u64) as i64));
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {l} OFFSET {o}"));
+        Ok(bind_all(sqlx::query(Self::sql(sql)), params)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Series and instance counts and modalities of QIDO-RS studies (their live primary image
     /// sets), by StudyInstanceUID.
     async fn dicom_study_counts(

@@ -21,7 +21,7 @@ pub async fn run(c: &dyn Catalog) {
     copy_and_delete(c).await;
 }
 
-fn job(name: &str) -> NewJob {
+pub(super) fn job(name: &str) -> NewJob {
     NewJob {
         id: format!("test.change/{name}"),
         kind: "test.change".into(),
@@ -30,7 +30,12 @@ fn job(name: &str) -> NewJob {
     }
 }
 
-fn lock(id: &ImageSetId, expected: i64, status: ImageSetWorkflowStatus, new: bool) -> ChangeLock {
+pub(super) fn lock(
+    id: &ImageSetId,
+    expected: i64,
+    status: ImageSetWorkflowStatus,
+    new: bool,
+) -> ChangeLock {
     ChangeLock {
         id: id.clone(),
         expected_latest: expected,

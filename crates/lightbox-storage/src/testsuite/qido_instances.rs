@@ -14,12 +14,13 @@ use lightbox_domain::{
     QidoAttributes, QidoIndex, QidoInstance,
 };
 
+use super::changes::{job, lock};
 use super::imports::{active_datastore, new_set};
 use super::qido::{one, q};
 use crate::{
     BeginChangeOutcome, BeginVersionOutcome, Catalog, ChangeEnd, ChangeLock, CreateImageSetOutcome,
     DicomAttribute, DicomInstance, DicomMatch, DicomQuery, ImageSetChange, ImageSetContent,
-    InstanceScope, NewImageSet, NewJob, NewLockedImageSet, UnindexedImageSet, VersionCompletion,
+    InstanceScope, NewImageSet, NewLockedImageSet, UnindexedImageSet, VersionCompletion,
 };
 
 pub async fn run(c: &dyn Catalog) {
@@ -113,31 +114,12 @@ fn next_content(content: &ImageSetContent, key: &str, qido: QidoIndex) -> ImageS
     }
 }
 
-fn job(name: &str) -> NewJob {
-    NewJob {
-        id: format!("test.change/qido-instances-{name}"),
-        kind: "test.change".into(),
-        payload: "{}".into(),
-        not_before: Millis(0),
-    }
-}
-
-fn lock(id: &ImageSetId, expected: i64, status: ImageSetWorkflowStatus, new: bool) -> ChangeLock {
-    ChangeLock {
-        id: id.clone(),
-        expected_latest: expected,
-        status,
-        new_version: new,
-        forced: false,
-    }
-}
-
 fn change(ds: &DatastoreId, locks: Vec<ChangeLock>, name: &str, now: i64) -> ImageSetChange {
     ImageSetChange {
         datastore_id: ds.clone(),
         locks,
         create: None,
-        job: job(name),
+        job: job(&format!("qido-instances-{name}")),
         now: Millis(now),
     }
 }
