@@ -54,7 +54,6 @@ Printed as one "Orthanc breakdown" line before the table, and kept in results.js
 
 import argparse
 import concurrent.futures
-import hashlib
 import io
 import json
 import os
@@ -63,16 +62,18 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 
 import pydicom
 import requests
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
+
+# The Python suites' signer (tests/python/sigv4.py): the same requests the tests make.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "python"))
+from sigv4 import SigV4  # noqa: E402
 
 ELE = "1.2.840.10008.1.2.1"
 ACCEPT_ANY = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
@@ -83,30 +84,6 @@ QIDO_LIST = "/studies?limit=101&offset=0&fuzzymatching=false&includefield=000810
 QIDO_LIST_REPEATED = "/studies?limit=101&offset=0&fuzzymatching=false&includefield=00081030&includefield=00080060"
 STUDY_BATCH = 100
 SERIES_BATCH = 25
-
-
-# --- SigV4 (as tests/python/conftest.py `SigV4`) -----------------------------------------------
-
-
-class _DeclaredPayload(SigV4Auth):
-    def payload(self, request):
-        return request.headers["x-amz-content-sha256"]
-
-
-class SigV4(requests.auth.AuthBase):
-    def __call__(self, r):
-        r.headers["Host"] = urllib.parse.urlsplit(r.url).netloc
-        body = r.body if r.body is not None else b""
-        if isinstance(body, str):
-            body = body.encode()
-        r.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
-        signed = {k: v for k, v in r.headers.items()
-                  if k.lower() in ("accept", "host", "content-type", "x-amz-content-sha256")}
-        aws = AWSRequest(method=r.method, url=r.url, data=b"", headers=signed)
-        _DeclaredPayload(Credentials("test", "test"), "medical-imaging", "us-east-1").add_auth(aws)
-        for k, v in aws.headers.items():
-            r.headers[k] = v
-        return r
 
 
 def free_port():
