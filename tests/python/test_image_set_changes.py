@@ -1153,8 +1153,16 @@ def test_crash_takeover_quota_and_tier_touches(make_server, corpus, tmp_path):
     finished = "SELECT id FROM jobs WHERE state IN ('SUCCEEDED', 'FAILED')"
     old_jobs = {r[0] for r in catalog_rows(server, finished)}
     assert len(old_jobs) >= 5, old_jobs
+    # With a retention longer than the 31 days, the sweep at start keeps them.
     assert server.stop() == 0
-    server.extra_args = server.extra_args + ["--clock-offset-secs", str(ARCHIVE_OFFSET)]
+    base_args = server.extra_args
+    server.extra_args = base_args + ["--clock-offset-secs", str(ARCHIVE_OFFSET), "--job-retention-days", "60"]
+    server.start()
+    server.client().list_datastores()
+    time.sleep(1.5)
+    assert old_jobs <= {r[0] for r in catalog_rows(server, "SELECT id FROM jobs")}
+    assert server.stop() == 0
+    server.extra_args = base_args + ["--clock-offset-secs", str(ARCHIVE_OFFSET)]
     server.start()
     client = server.client()
     deadline = time.time() + 10
